@@ -1,0 +1,71 @@
+"""``hnseg`` command line: a thin layer over the python API.
+
+    hnseg predict   [--input DIR] [--output DIR] [--weights DIR] [--task T] …   (grand-challenge case)
+    hnseg prior     --image IMG --mask MASK --kind box --margin 5 --out OUT.nii.gz
+    hnseg evaluate  --gt DIR --pred DIR [--labels GTVp=1,GTVn=2] [--json F] [--csv F]
+    hnseg phantoms  --out DIR [--n N] [--layout release|gc] …
+    hnseg train     convert|plan|fold|export|all …   (see hnseg.training)
+
+User errors (``HnsegError``) print ``<ErrorName>: <message>`` and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from hnseg.errors import HnsegError
+
+log = logging.getLogger("hnseg")
+
+# sub-command → module with configure_parser(p) and run(args) -> int (imported lazily: torch is slow)
+SUBCOMMANDS = {
+    "predict": ("hnseg.predict_cli", "segment one grand-challenge case folder"),
+    "prior": ("hnseg.preprocess.prior_cli", "write the task-2 prior channel for inspection"),
+    "evaluate": ("hnseg.evaluation.cli", "DSCagg / DSC / HD95 / MSD of predictions vs ground truth"),
+    "phantoms": ("hnseg.phantoms.cli", "write synthetic head-and-neck MRI phantoms"),
+    "train": ("hnseg.training.cli", "convert a release, train nnU-Net folds, export weights"),
+}
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+
+
+def run_with_errors(fn, *args) -> int:
+    """Call ``fn``; a user error becomes one readable line on stderr and exit code 2."""
+    try:
+        return int(fn(*args) or 0)
+    except HnsegError as exc:
+        log.error("%s: %s", exc.name, exc)
+        sys.stderr.write(f"{exc.name}: {exc}\n")
+        return exc.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="hnseg", description=__doc__.split("\n")[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    chosen = next((a for a in argv if a in SUBCOMMANDS), None)
+    modules = {}
+    for name, (module, help_) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_)
+        if name == chosen:  # only the chosen sub-command's module is imported
+            modules[name] = importlib.import_module(module)
+            modules[name].configure_parser(p)
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
+    return run_with_errors(modules[args.command].run, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

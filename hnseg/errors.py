@@ -1,0 +1,77 @@
+"""One exception type per kind of user error.
+
+Every message names the file or socket, what was expected and what was found. The CLI turns any
+``HnsegError`` into a one-line ``<ErrorName>: <message>`` on stderr and a non-zero exit code.
+"""
+
+from __future__ import annotations
+
+
+class HnsegError(Exception):
+    """Base class of every error a user can cause (bad inputs, bad weights, bad options)."""
+
+    exit_code = 2
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+
+class InputsJsonError(HnsegError):
+    """``inputs.json`` is not valid JSON or does not have the grand-challenge structure."""
+
+
+class MissingInputError(HnsegError):
+    """A required input socket has no file."""
+
+
+class AmbiguousInputError(HnsegError):
+    """A socket folder holds more than one image file."""
+
+
+class UnreadableImageError(HnsegError):
+    """An image file cannot be read by SimpleITK."""
+
+
+class ImageDimensionError(HnsegError):
+    """An image is not a 3D single-component volume."""
+
+
+class NonFiniteImageError(HnsegError):
+    """An image holds NaN or Inf values."""
+
+
+class GridMismatchError(HnsegError):
+    """Two images that must share one voxel grid do not."""
+
+
+class MaskLabelError(HnsegError):
+    """A mask is not integer-valued or holds labels outside the task's label set."""
+
+
+class TaskSelectionError(HnsegError):
+    """The task cannot be chosen from the inputs, or an unknown task was named."""
+
+
+class WeightsError(HnsegError):
+    """Weights folder missing or its metadata unusable."""
+
+
+class WeightsIntegrityError(WeightsError):
+    """A weights file does not match the sha256 recorded in the manifest."""
+
+
+class SpacingMismatchError(HnsegError):
+    """Evaluation: prediction and ground truth have different voxel spacing."""
+
+
+class CaseMatchingError(HnsegError):
+    """Evaluation: ground-truth and prediction files cannot be paired by case id."""
+
+
+class DatasetLayoutError(HnsegError):
+    """Training: a release folder does not follow the documented layout."""
+
+
+class SettingsError(HnsegError):
+    """A run setting (flag or environment variable) has an unusable value."""

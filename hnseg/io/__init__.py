@@ -1,0 +1,1 @@
+"""Reading and writing images (SimpleITK) with clear errors and atomic writes."""

@@ -1,0 +1,58 @@
+"""Atomic writers: a file appears under its final name complete, or not at all."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import SimpleITK as sitk
+
+# SimpleITK picks the writer from the extension, so the temp name keeps the real one at the end.
+_DOUBLE_SUFFIXES = (".nii.gz",)
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for s in _DOUBLE_SUFFIXES:
+        if name.endswith(s):
+            return s
+    return path.suffix
+
+
+def _temp_beside(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part" + _suffix(path), dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+def write_image_atomic(image: sitk.Image, path: str | os.PathLike, compress: bool = True) -> Path:
+    """Write ``image`` to ``path`` through a temporary file in the same folder, then rename."""
+    path = Path(path)
+    tmp = _temp_beside(path)
+    try:
+        sitk.WriteImage(image, str(tmp), useCompression=compress)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    tmp = _temp_beside(path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json_atomic(obj: Any, path: str | os.PathLike) -> Path:
+    return write_text_atomic(json.dumps(obj, indent=2) + "\n", path)

@@ -1,0 +1,1 @@
+"""Load a case for a task and validate it before any compute."""

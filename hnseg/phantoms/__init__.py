@@ -1,0 +1,1 @@
+"""hnseg.phantoms"""

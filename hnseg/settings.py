@@ -1,0 +1,101 @@
+"""Run settings: typed, with grand-challenge defaults, overridable by environment variables and flags.
+
+Precedence: command-line flag > environment variable (``HNSEG_*``) > default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hnseg.errors import SettingsError
+
+REPO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+
+TtaMode = Literal["default", "lr", "off"]
+DeviceName = Literal["auto", "cuda", "cpu"]
+
+
+class PredictSettings(BaseModel):
+    """How the engine predicts (no paths)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    device: DeviceName = "auto"
+    tta: TtaMode = Field(
+        default="default",
+        description="mirror TTA: 'default' = axes allowed by the checkpoint, 'lr' = left-right only, 'off'",
+    )
+    tile_step: float = Field(default=0.5, gt=0.0, le=1.0)
+    folds: tuple[int, ...] | None = None
+    prior_margin: tuple[int, int, int] | None = Field(
+        default=None, description="override the box prior's inference margin (voxels, x,y,z)"
+    )
+    prior_overlap_rule: bool | None = Field(
+        default=None, description="task-2 winner's rule; None = what the weights metadata says"
+    )
+
+
+class RunSettings(BaseModel):
+    """One grand-challenge style run: paths + prediction settings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    input_dir: Path = Path("/input")
+    output_dir: Path = Path("/output")
+    model_dir: Path = Path("/opt/ml/model")
+    weights_dir: Path | None = Field(default=None, description="explicit weights folder (first choice)")
+    baked_weights_dir: Path = REPO_WEIGHTS
+    task: str | None = None
+    predict: PredictSettings = PredictSettings()
+
+    def weight_candidates(self) -> list[Path]:
+        dirs = [self.weights_dir] if self.weights_dir else []
+        return dirs + [self.model_dir, self.baked_weights_dir]
+
+
+ENV = {
+    "input_dir": "HNSEG_INPUT",
+    "output_dir": "HNSEG_OUTPUT",
+    "model_dir": "HNSEG_MODEL_DIR",
+    "weights_dir": "HNSEG_WEIGHTS",
+    "task": "HNSEG_TASK",
+    "device": "HNSEG_DEVICE",
+    "tta": "HNSEG_TTA",
+    "tile_step": "HNSEG_TILE_STEP",
+}
+
+
+def _parse_ints(v, n: int | None = None):
+    if v is None or isinstance(v, (tuple, list)):
+        return v
+    parts = [int(p) for p in str(v).split(",") if p.strip()]
+    if n and len(parts) == 1:
+        parts = parts * n
+    return tuple(parts)
+
+
+def build_settings(flags: dict, environ: dict[str, str] | None = None) -> RunSettings:
+    """Merge flags (None = not given) over ``HNSEG_*`` environment variables over defaults."""
+    environ = os.environ if environ is None else environ
+    merged: dict = {}
+    for key, var in ENV.items():
+        if flags.get(key) is not None:
+            merged[key] = flags[key]
+        elif environ.get(var):
+            merged[key] = environ[var]
+    for key in ("folds", "prior_margin", "prior_overlap_rule"):
+        if flags.get(key) is not None:
+            merged[key] = flags[key]
+    predict_keys = {"device", "tta", "tile_step", "folds", "prior_margin", "prior_overlap_rule"}
+    try:
+        predict = PredictSettings(
+            **{
+                k: (_parse_ints(v, 3 if k == "prior_margin" else None) if k in ("folds", "prior_margin") else v)
+                for k, v in merged.items() if k in predict_keys
+            }
+        )
+        return RunSettings(predict=predict, **{k: v for k, v in merged.items() if k not in predict_keys})
+    except (ValidationError, ValueError) as exc:
+        raise SettingsError(f"invalid run settings: {exc}") from None

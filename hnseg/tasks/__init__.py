@@ -1,0 +1,47 @@
+"""Task registry: profiles by name, and choosing a task from the sockets present."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from hnseg.errors import TaskSelectionError
+from hnseg.tasks.hntsmrg import HNTSMRG_TASK1, HNTSMRG_TASK2
+from hnseg.tasks.profiles import ChannelSpec, InputSocket, Label, OutputSocket, TaskProfile
+
+TASKS: dict[str, TaskProfile] = {p.name: p for p in (HNTSMRG_TASK1, HNTSMRG_TASK2)}
+
+__all__ = [
+    "TASKS", "TaskProfile", "InputSocket", "ChannelSpec", "Label", "OutputSocket",
+    "get_task", "detect_task",
+]
+
+
+def get_task(name: str) -> TaskProfile:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise TaskSelectionError(
+            f"unknown task {name!r}: expected one of {sorted(TASKS)}"
+        ) from None
+
+
+def detect_task(present_slugs: Iterable[str]) -> TaskProfile:
+    """The task whose required sockets are all present and which uses the most present sockets."""
+    present = set(present_slugs)
+    candidates = [p for p in TASKS.values() if set(p.required_slugs) <= present]
+    if not candidates:
+        raise TaskSelectionError(
+            f"no task matches the input sockets {sorted(present)}; each task needs: "
+            + "; ".join(f"{p.name}: {list(p.required_slugs)}" for p in TASKS.values())
+        )
+    score = {p.name: len(present & {s.slug for s in p.inputs}) for p in candidates}
+    best = max(score.values())
+    top = [p for p in candidates if score[p.name] == best]
+    top_required = max(len(p.required_slugs) for p in top)
+    top = [p for p in top if len(p.required_slugs) == top_required]
+    if len(top) > 1:
+        raise TaskSelectionError(
+            f"input sockets {sorted(present)} match several tasks {[p.name for p in top]}: "
+            "choose one with --task"
+        )
+    return top[0]

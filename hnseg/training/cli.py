@@ -1,0 +1,128 @@
+"""``hnseg train``: release → nnU-Net raw dataset → plan/preprocess → train folds → export weights.
+
+    hnseg train --task hntsmrg-task2 --release RELEASE --work WORK --out weights/hntsmrg-task2 \\
+        [--prior box|band|none] [--folds 0,1,2,3,4] [--planner nnUNetPlannerResEncM] \\
+        [--trainer nnUNetTrainer] [--configuration 3d_fullres | --tiny] [--epochs N] [--iterations N] \\
+        [--device cpu|cuda] [--steps convert,plan,train,export]
+
+The same command trains the phantom demo on 2 CPU cores (``--tiny``, few epochs) and real data on a
+GPU (planner's 3d_fullres, nnU-Net's default 1000 epochs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+from pathlib import Path
+
+from hnseg.preprocess.priors import PriorSpec
+from hnseg.tasks import get_task
+
+log = logging.getLogger(__name__)
+
+STEPS = ("convert", "plan", "train", "export")
+DEFAULT_DATASET_IDS = {"hntsmrg-task1": 801, "hntsmrg-task2": 802}
+
+
+def _ints(text: str) -> list[int]:
+    return [int(t) for t in text.split(",") if t.strip()]
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", required=True)
+    p.add_argument("--release", type=Path, help="training release folder (HNTS-MRG layout)")
+    p.add_argument("--work", type=Path, required=True, help="nnU-Net raw/preprocessed/results folders go here")
+    p.add_argument("--out", type=Path, help="weights folder to export to (e.g. weights/hntsmrg-task2)")
+    p.add_argument("--dataset-id", type=int)
+    p.add_argument("--prior", choices=["box", "band", "none"], default="box", help="task-2 prior kind")
+    p.add_argument("--prior-margin", default="5", help="box prior inference margin, voxels: 5 or x,y,z")
+    p.add_argument("--band-mm", type=float, default=10.0, help="band prior inference width (mm)")
+    p.add_argument("--prior-overlap-rule", action="store_true",
+                   help="store the winner's post-processing rule as on in the weights")
+    p.add_argument("--folds", default="0,1,2,3,4")
+    p.add_argument("--n-folds", type=int, default=5)
+    p.add_argument("--planner", default="ExperimentPlanner",
+                   help="nnU-Net planner class (the seed used nnUNetPlannerResEncM)")
+    p.add_argument("--trainer", default="nnUNetTrainer", help="nnU-Net trainer class name")
+    p.add_argument("--configuration", default="3d_fullres")
+    p.add_argument("--tiny", action="store_true", help="add and use a tiny CPU-trainable configuration")
+    p.add_argument("--tiny-patch", default="32,64,64", help="tiny patch size z,y,x")
+    p.add_argument("--tiny-features", default="8,16,32,64")
+    p.add_argument("--tiny-batch", type=int, default=2)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--iterations", type=int, help="training iterations per epoch")
+    p.add_argument("--val-iterations", type=int)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--demo", action="store_true", help="mark the weights as phantom-trained demo weights")
+    p.add_argument("--note", default="")
+    p.add_argument("--steps", default=",".join(STEPS))
+
+
+def _prior(args, task) -> PriorSpec | None:
+    if task.prior_channel is None:
+        return None
+    m = _ints(args.prior_margin)
+    return PriorSpec(kind=args.prior, margin=tuple(m * 3 if len(m) == 1 else m), band_mm=args.band_mm)
+
+
+def run(args: argparse.Namespace) -> int:
+    from hnseg.training.nnunet_env import set_nnunet_dirs
+
+    task = get_task(args.task)
+    steps = [s.strip() for s in args.steps.split(",") if s.strip()]
+    unknown = set(steps) - set(STEPS)
+    if unknown:
+        raise SystemExit(f"unknown steps {sorted(unknown)}; expected some of {STEPS}")
+    dirs = set_nnunet_dirs(args.work)
+    dataset_id = args.dataset_id or DEFAULT_DATASET_IDS[task.name]
+    prior = _prior(args, task)
+    folds = _ints(args.folds)
+    state_file = Path(args.work) / f"hnseg_train_{dataset_id}.json"
+    state = json.loads(state_file.read_text()) if state_file.exists() else {}
+
+    from hnseg.training.convert import convert, dataset_name
+    from hnseg.training.releases.hntsmrg import samples
+
+    name = dataset_name(dataset_id, task)
+    if "convert" in steps:
+        convert(task, samples(args.release, task.name), dirs["nnUNet_raw"], dataset_id, prior,
+                seed=args.seed, n_folds=args.n_folds)
+    if "plan" in steps:
+        from hnseg.training.plans import plan_and_preprocess
+
+        tiny = None
+        if args.tiny:
+            tiny = {"patch_size": _ints(args.tiny_patch), "features": _ints(args.tiny_features),
+                    "batch_size": args.tiny_batch}
+        plans_id, configuration = plan_and_preprocess(dataset_id, args.planner, tiny)
+        if not args.tiny:
+            configuration = args.configuration
+        state.update(plans_id=plans_id, configuration=configuration, planner=args.planner, tiny=tiny)
+        state_file.write_text(json.dumps(state, indent=2))
+    if "train" in steps:
+        from hnseg.training.train import train_fold
+
+        for f in folds:
+            train_fold(dataset_id, state["plans_id"], state["configuration"], f, args.trainer, args.device,
+                       args.epochs, args.iterations, args.val_iterations, args.seed)
+    if "export" in steps:
+        from hnseg.training.export import export_weights
+
+        results = (dirs["nnUNet_results"] / name /
+                   f"{args.trainer}__{state['plans_id']}__{state['configuration']}")
+        fold_info = json.loads((results / f"fold_{folds[0]}" / "hnseg_training.json").read_text())
+        training = {
+            "command": "hnseg train " + " ".join(shlex.quote(a) for a in sys.argv[2:]),
+            "release": str(args.release), "planner": state["planner"], "tiny": state.get("tiny"),
+            "trainer": args.trainer, "configuration": state["configuration"], "folds": folds,
+            **{k: fold_info[k] for k in ("epochs", "iterations_per_epoch", "batch_size", "device")},
+            "seed": args.seed,
+        }
+        export_weights(task, results, folds, args.out, prior, args.trainer, state["plans_id"],
+                       state["configuration"], name, training, demo=args.demo, note=args.note,
+                       postprocess_prior_overlap=args.prior_overlap_rule)
+    return 0

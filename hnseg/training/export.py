@@ -1,0 +1,106 @@
+"""Export trained folds into a hnseg weights folder (``weights/<task>/``) with metadata + sha256.
+
+Checkpoints are slimmed to what inference needs (network weights, trainer name, configuration,
+mirror axes): they load with ``torch.load(weights_only=True)`` and are half the size.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+from hnseg.predict.weights import METADATA_FILE, MODEL_DIR, NnunetInfo, WeightsMetadata, manifest
+from hnseg.preprocess.channels import channels_for
+from hnseg.preprocess.priors import PriorSpec
+from hnseg.tasks import TaskProfile
+
+log = logging.getLogger(__name__)
+
+
+def _inference_trainer_name(trainer: str) -> str:
+    """Name stored in the checkpoint: nnU-Net's base trainer when the network is the same, so
+    inference needs no custom trainer module on its search path."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    from nnunetv2.run.run_training import recursive_find_trainer_class_by_name
+
+    cls = recursive_find_trainer_class_by_name(trainer)
+    same = cls.build_network_architecture is nnUNetTrainer.build_network_architecture
+    return "nnUNetTrainer" if same else trainer
+
+
+def export_weights(
+    task: TaskProfile,
+    results_dir: Path,
+    folds: list[int],
+    out_dir: Path,
+    prior: PriorSpec | None,
+    trainer: str,
+    plans_id: str,
+    configuration: str,
+    dataset_name: str,
+    training: dict,
+    demo: bool,
+    note: str = "",
+    postprocess_prior_overlap: bool = False,
+) -> Path:
+    """Write ``out_dir`` (replaced atomically: built in a temp folder beside it, then renamed)."""
+    import torch
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    results_dir = Path(results_dir)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        model = tmp / MODEL_DIR
+        model.mkdir()
+        plans = json.loads((results_dir / "plans.json").read_text())
+        resolved = dict(PlansManager(plans).get_configuration(configuration).configuration)
+        resolved.pop("inherits_from", None)  # flattened: the exported plans hold one configuration
+        plans["configurations"] = {configuration: resolved}
+        plans.pop("continue_training", None)
+        (model / "plans.json").write_text(json.dumps(plans, indent=2))
+        shutil.copy2(results_dir / "dataset.json", model / "dataset.json")
+        ckpt_trainer = _inference_trainer_name(trainer)
+        for f in folds:
+            ck = torch.load(results_dir / f"fold_{f}" / "checkpoint_final.pth", map_location="cpu",
+                            weights_only=False)
+            slim = {
+                "network_weights": ck["network_weights"],
+                "trainer_name": ckpt_trainer,
+                "init_args": {"configuration": configuration},
+                "inference_allowed_mirroring_axes": ck.get("inference_allowed_mirroring_axes"),
+            }
+            (model / f"fold_{f}").mkdir()
+            torch.save(slim, model / f"fold_{f}" / "checkpoint_final.pth")
+        meta = WeightsMetadata(
+            task=task.name,
+            channels=list(channels_for(task.channels, prior)),
+            prior=prior,
+            labels=task.label_map,
+            postprocess_prior_overlap=postprocess_prior_overlap,
+            nnunet=NnunetInfo(configuration=configuration, plans=plans_id, trainer=trainer, folds=folds,
+                              dataset_name=dataset_name),
+            training={**training, "exported": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+            demo=demo,
+            note=note,
+            files=manifest(tmp),
+        )
+        (tmp / METADATA_FILE).write_text(meta.model_dump_json(indent=2) + "\n")
+        if out_dir.exists():
+            old = out_dir.with_name(f".{out_dir.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            out_dir.rename(old)
+            tmp.rename(out_dir)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("exported %s (%d folds) to %s", task.name, len(folds), out_dir)
+    return out_dir

@@ -1,0 +1,1 @@
+"""Training-data release readers: a release folder → patients → training samples (socket → file)."""

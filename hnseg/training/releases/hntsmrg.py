@@ -1,0 +1,78 @@
+"""HNTS-MRG 2024 training release layout → training samples per task.
+
+Per patient ``<root>/<id>/``::
+
+    preRT/<id>_preRT_T2.nii.gz   preRT/<id>_preRT_mask.nii.gz
+    midRT/<id>_midRT_T2.nii.gz   midRT/<id>_midRT_mask.nii.gz
+    midRT/<id>_preRT_T2_registered.nii.gz   midRT/<id>_preRT_mask_registered.nii.gz
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+
+from hnseg.errors import DatasetLayoutError
+from hnseg.tasks.hntsmrg import MID_T2, PRE_T2, REG_MASK
+
+
+class Sample(BaseModel):
+    """One training sample: input files by socket slug, label file, patient (split group)."""
+
+    model_config = ConfigDict(frozen=True)
+    name: str
+    patient: str
+    inputs: dict[str, Path]
+    label: Path
+    train_only: bool = False  # extra samples never used for validation (task-2 pre-RT samples)
+
+
+def _files(root: Path, pid: str) -> dict[str, Path]:
+    p = root / pid
+    return {
+        "pre_t2": p / "preRT" / f"{pid}_preRT_T2.nii.gz",
+        "pre_mask": p / "preRT" / f"{pid}_preRT_mask.nii.gz",
+        "mid_t2": p / "midRT" / f"{pid}_midRT_T2.nii.gz",
+        "mid_mask": p / "midRT" / f"{pid}_midRT_mask.nii.gz",
+        "reg_t2": p / "midRT" / f"{pid}_preRT_T2_registered.nii.gz",
+        "reg_mask": p / "midRT" / f"{pid}_preRT_mask_registered.nii.gz",
+    }
+
+
+def patients(root: Path) -> list[str]:
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetLayoutError(f"release folder {root}: expected a folder of patient folders, found none")
+    ids = sorted((d.name for d in root.iterdir() if (d / "midRT").is_dir() or (d / "preRT").is_dir()),
+                 key=lambda s: (len(s), s))
+    if not ids:
+        raise DatasetLayoutError(
+            f"release folder {root}: expected <id>/preRT and <id>/midRT folders, found none"
+        )
+    return ids
+
+
+def samples(root: Path, task: str) -> list[Sample]:
+    """Task 1: pre-RT and mid-RT T2w as samples. Task 2: mid-RT + prior from the registered mask,
+    plus each pre-RT image with a prior from its own mask as a training-only sample (as the seed)."""
+    root = Path(root)
+    out: list[Sample] = []
+    for pid in patients(root):
+        f = _files(root, pid)
+        if task == "hntsmrg-task1":
+            out.append(Sample(name=f"{pid}_pre", patient=pid, inputs={PRE_T2: f["pre_t2"]}, label=f["pre_mask"]))
+            out.append(Sample(name=f"{pid}_mid", patient=pid, inputs={PRE_T2: f["mid_t2"]}, label=f["mid_mask"]))
+        elif task == "hntsmrg-task2":
+            out.append(Sample(name=f"{pid}_mid", patient=pid,
+                              inputs={MID_T2: f["mid_t2"], REG_MASK: f["reg_mask"]}, label=f["mid_mask"]))
+            out.append(Sample(name=f"{pid}_pre", patient=pid,
+                              inputs={MID_T2: f["pre_t2"], REG_MASK: f["pre_mask"]}, label=f["pre_mask"],
+                              train_only=True))
+        else:
+            raise DatasetLayoutError(f"the HNTS-MRG release has no samples for task {task!r}")
+    for s in out:
+        for p in [*s.inputs.values(), s.label]:
+            if not p.is_file():
+                raise DatasetLayoutError(f"patient {s.patient}: expected {p}, found no such file")
+    return out

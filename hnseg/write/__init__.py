@@ -1,0 +1,1 @@
+"""Write outputs to the grand-challenge output interfaces."""

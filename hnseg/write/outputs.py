@@ -1,0 +1,39 @@
+"""Write a case's outputs to the task's grand-challenge output sockets (atomically)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import SimpleITK as sitk
+
+from hnseg.io.write import write_image_atomic, write_json_atomic
+from hnseg.tasks import TaskProfile
+
+log = logging.getLogger(__name__)
+
+
+def output_path(output_dir: Path, task: TaskProfile, slug: str) -> Path:
+    socket = next(o for o in task.outputs if o.slug == slug)
+    if socket.kind == "json":
+        return Path(output_dir) / f"{socket.relative_path}.json"
+    return Path(output_dir) / socket.relative_path / socket.filename
+
+
+def write_outputs(output_dir: Path, task: TaskProfile, values: dict[str, object]) -> list[Path]:
+    """``values`` maps output slug → SimpleITK image (label map / stack) or JSON-able value."""
+    missing = {o.slug for o in task.outputs} - set(values)
+    if missing:
+        raise ValueError(f"outputs {sorted(missing)} were not produced")
+    written = []
+    for socket in task.outputs:
+        path = output_path(output_dir, task, socket.slug)
+        value = values[socket.slug]
+        if socket.kind == "json":
+            write_json_atomic(value, path)
+        else:
+            assert isinstance(value, sitk.Image)
+            write_image_atomic(value, path)
+        log.info("wrote %s", path)
+        written.append(path)
+    return written
