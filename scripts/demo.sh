@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Run the container's main job on each bundled example case (test/input/<case>/, grand-challenge
+# layout) with the demo weights, then score each case's mask against test/ground_truth/<case>/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+OUT=${1:-test/output}
+rm -rf "$OUT"
+mkdir -p "$OUT"
+for case_dir in test/input/*/; do
+    case=$(basename "$case_dir")
+    echo "== $case"
+    if ! "$PY" inference.py --input "$case_dir" --output "$OUT/$case" 2>"$OUT/$case.log"; then
+        cat "$OUT/$case.log"; exit 1
+    fi
+    echo "mask written to: $(find "$OUT/$case" -type f)"
+    # one case at a time: ground truth and prediction as <case>/ sub-folders of two scratch folders
+    score=$(mktemp -d)
+    mkdir -p "$score/gt" "$score/pred"
+    cp -r "test/ground_truth/$case" "$score/gt/$case"
+    cp -r "$OUT/$case" "$score/pred/$case"
+    "$PY" -m hnseg.cli evaluate --gt "$score/gt" --pred "$score/pred" --no-progress
+    rm -rf "$score"
+done

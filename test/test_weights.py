@@ -1,0 +1,104 @@
+"""Weights folders: sha256 manifest verified before loading, slim checkpoints, lookup order."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from hnseg.errors import WeightsError, WeightsIntegrityError
+from hnseg.predict.weights import METADATA_FILE, load_verified, locate, read_metadata
+
+REPO = Path(__file__).resolve().parents[1]
+TASKS = ("hntsmrg-task1", "hntsmrg-task2")
+
+
+@pytest.fixture()
+def task2_copy(tmp_path) -> Path:
+    dst = tmp_path / "hntsmrg-task2"
+    shutil.copytree(REPO / "weights" / "hntsmrg-task2", dst)
+    return dst
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_demo_weights_verify_and_describe_themselves(task):
+    folder = REPO / "weights" / task
+    meta = load_verified(folder)
+    assert meta.task == task and meta.demo is True
+    assert meta.nnunet.folds == [0, 1, 2, 3, 4]
+    assert meta.labels == {"GTVp": 1, "GTVn": 2}
+    assert "not for clinical use" in meta.note
+    assert meta.training["command"].startswith("hnseg train")
+    assert len(meta.files) == 2 + 5
+    if task == "hntsmrg-task2":
+        assert meta.prior is not None and meta.prior.kind in ("box", "band")
+        assert [c.name for c in meta.channels] == ["T2", "prior"]
+    else:
+        assert meta.prior is None and [c.name for c in meta.channels] == ["T2"]
+
+
+def test_weights_total_size_is_small():
+    total = sum(p.stat().st_size for p in (REPO / "weights").rglob("*") if p.is_file())
+    assert total <= 30 * 1024 * 1024, total
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_slim_checkpoints_load_with_weights_only(task):
+    for f in range(5):
+        ck = torch.load(REPO / "weights" / task / "model" / f"fold_{f}" / "checkpoint_final.pth",
+                        map_location="cpu", weights_only=True)
+        assert set(ck) == {"network_weights", "trainer_name", "init_args", "inference_allowed_mirroring_axes"}
+
+
+def test_changed_file_fails_clearly(task2_copy):
+    ck = task2_copy / "model" / "fold_3" / "checkpoint_final.pth"
+    data = bytearray(ck.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    ck.write_bytes(bytes(data))
+    with pytest.raises(WeightsIntegrityError, match=r"fold_3/checkpoint_final\.pth: sha256 mismatch"):
+        load_verified(task2_copy)
+
+
+def test_engine_refuses_changed_plans_before_loading(task2_copy):
+    from hnseg.predict.engine import Engine
+
+    plans = task2_copy / "model" / "plans.json"
+    plans.write_text(plans.read_text().replace('"batch_size": 2', '"batch_size": 3'))
+    with pytest.raises(WeightsIntegrityError, match="plans.json"):
+        Engine(task2_copy)
+
+
+def test_missing_and_unlisted_files(task2_copy):
+    extra = task2_copy / "model" / "fold_9"
+    extra.mkdir()
+    (extra / "checkpoint_final.pth").write_bytes(b"x")
+    with pytest.raises(WeightsIntegrityError, match="not in the"):
+        load_verified(task2_copy)
+    shutil.rmtree(extra)
+    (task2_copy / "model" / "dataset.json").unlink()
+    with pytest.raises(WeightsIntegrityError, match="dataset.json: listed .* but missing"):
+        load_verified(task2_copy)
+
+
+def test_bad_metadata(tmp_path):
+    with pytest.raises(WeightsError, match="found none"):
+        read_metadata(tmp_path)
+    (tmp_path / METADATA_FILE).write_text(json.dumps({"task": 3}))
+    with pytest.raises(WeightsError, match="not valid hnseg weights metadata"):
+        read_metadata(tmp_path)
+
+
+def test_lookup_order_model_dir_first_then_baked(tmp_path, task2_copy):
+    model_dir = tmp_path / "opt_ml_model"
+    model_dir.mkdir()
+    baked = REPO / "weights"
+    assert locate("hntsmrg-task2", [model_dir, baked]) == baked / "hntsmrg-task2"
+    shutil.copytree(task2_copy, model_dir / "hntsmrg-task2")
+    assert locate("hntsmrg-task2", [model_dir, baked]) == model_dir / "hntsmrg-task2"
+    # a weights folder given directly (not a folder of task folders) works too
+    assert locate("hntsmrg-task2", [task2_copy, baked]) == task2_copy
+    with pytest.raises(WeightsError, match="hntsmrg-task1"):
+        locate("hntsmrg-task1", [model_dir])
