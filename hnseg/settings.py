@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -29,8 +29,8 @@ class PredictSettings(BaseModel):
         description="mirror TTA: 'default' = axes allowed by the checkpoint, 'lr' = left-right only, 'off'",
     )
     tile_step: float = Field(default=0.5, gt=0.0, le=1.0)
-    folds: tuple[int, ...] | None = None
-    prior_margin: tuple[int, int, int] | None = Field(
+    folds: tuple[Annotated[int, Field(ge=0)], ...] | None = Field(default=None, min_length=1)
+    prior_margin: tuple[Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)], Annotated[int, Field(ge=0)]] | None = Field(
         default=None, description="override the box prior's inference margin (voxels, x,y,z)"
     )
     prior_overlap_rule: bool | None = Field(

@@ -335,8 +335,6 @@ def test_unknown_sockets_are_ignored_not_fatal(tmp_path, capsys):
     assert "WeightsError: " in res.stderr, res.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="library bug: hnseg/load/grid.py:31 `elif` skips the origin "
-                   "comparison whenever spacing differs, so the message names only 'spacing'")
 def test_grid_mismatch_names_every_difference(tmp_path, capsys):
     moved = mask(spacing=(0.5, 0.5, 2.5), origin=(ORIGIN[0] + 1.0, ORIGIN[1], ORIGIN[2]))
     in_dir = write_case(tmp_path / "in", task2_sockets(**{REG_MASK: moved}))

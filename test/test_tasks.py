@@ -219,3 +219,14 @@ def test_hypothetical_ct_profile_needs_no_code_changes():
     assert "segrap-oars" not in TASKS
     with pytest.raises(TaskSelectionError):
         detect_task(["head-neck-ct", "head-neck-contrast-ct"])
+
+
+def test_incomplete_task2_inputs_are_refused_not_run_as_task1():
+    from hnseg.errors import TaskSelectionError
+    from hnseg.tasks import detect_task
+
+    present = ["mid-rt-t2w-head-neck", "pre-rt-t2w-head-neck", "registered-pre-rt-head-neck",
+               "pre-rt-head-neck-segmentation"]
+    with pytest.raises(TaskSelectionError, match=r"\['mid-rt-t2w-head-neck'\] belong to hntsmrg-task2, which "
+                       r"also needs \['registered-pre-rt-head-neck-segmentation'\]"):
+        detect_task(present)

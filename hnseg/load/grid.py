@@ -25,14 +25,14 @@ def grid_differences(a: sitk.Image, b: sitk.Image, tol: GridTolerance = GridTole
     diffs = []
     if a.GetSize() != b.GetSize():
         diffs.append("size")
+    if a.GetDimension() != b.GetDimension():
+        return diffs + ["dimension"]
     sa, sb = np.array(a.GetSpacing()), np.array(b.GetSpacing())
-    if a.GetDimension() != b.GetDimension() or np.any(np.abs(sa - sb) > tol.spacing_rel * np.abs(sa)):
+    if np.any(np.abs(sa - sb) > tol.spacing_rel * np.abs(sa)):
         diffs.append("spacing")
-    elif np.any(np.abs(np.array(a.GetOrigin()) - np.array(b.GetOrigin())) > tol.origin_mm):
+    if np.any(np.abs(np.array(a.GetOrigin()) - np.array(b.GetOrigin())) > tol.origin_mm):
         diffs.append("origin")
-    if a.GetDimension() == b.GetDimension() and np.any(
-        np.abs(np.array(a.GetDirection()) - np.array(b.GetDirection())) > tol.direction
-    ):
+    if np.any(np.abs(np.array(a.GetDirection()) - np.array(b.GetDirection())) > tol.direction):
         diffs.append("direction")
     return diffs
 

@@ -44,4 +44,15 @@ def detect_task(present_slugs: Iterable[str]) -> TaskProfile:
             f"input sockets {sorted(present)} match several tasks {[p.name for p in top]}: "
             "choose one with --task"
         )
-    return top[0]
+    best = top[0]
+    # A socket the chosen task ignores but another task requires means that task's inputs are
+    # incomplete (e.g. a task-2 case without its registered mask): refuse rather than guess.
+    known = {s.slug for s in best.inputs}
+    for p in TASKS.values():
+        stray = (present & set(p.required_slugs)) - known
+        if p is not best and stray:
+            raise TaskSelectionError(
+                f"input sockets {sorted(stray)} belong to {p.name}, which also needs "
+                f"{sorted(set(p.required_slugs) - present)}; found only {sorted(present)}"
+            )
+    return best
