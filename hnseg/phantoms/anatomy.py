@@ -39,14 +39,14 @@ GTVN = next(lb.value for lb in GTV_LABELS if lb.name == "GTVn")
 # (fat-saturated T2w: fat intermediate, CSF bright, air / flow voids dark).
 TISSUES: dict[str, tuple[int, float]] = {
     "air": (0, 0.0),
-    "fat": (1, 1.25),
-    "soft": (2, 1.12),
+    "fat": (1, 0.75),  # fat-suppressed T2w: fat is dark
+    "soft": (2, 1.05),
     "muscle": (3, 1.0),
     "bone": (4, 0.7),
     "csf": (5, 3.0),
     "cord": (6, 1.35),
     "gland": (7, 1.45),
-    "node": (8, 1.55),
+    "node": (8, 1.3),  # normal (non-GTV) nodes: small, a little brighter than muscle
     "vessel": (9, 0.3),
     "airway": (10, 0.03),
 }
@@ -54,8 +54,8 @@ TISSUE_IDS = {k: v[0] for k, v in TISSUES.items()}
 # Lesion appearance (relative to muscle).
 TUMOUR_RANGE = (1.4, 1.8)
 NECROSIS_LEVEL = 2.5
-OEDEMA_LEVEL = 1.2
-MID_SIGNAL_FACTOR = (0.85, 0.95)
+OEDEMA_LEVEL = 1.1
+MID_SIGNAL_FACTOR = (0.9, 1.0)
 BASE_MUSCLE_SIGNAL = 300.0
 BEYOND_BOX_MIN_VOX = 9
 
@@ -694,7 +694,7 @@ def _draw_nodes(rng, anatomy: NeckAnatomy, gtvp: Blob, n: int) -> list[Blob]:
     for i in range(n):
         for _attempt in range(60):
             side = side0 if (i == 0 or rng.random() < 0.7) else -side0
-            r = rng.uniform(5.0, 13.0)
+            r = rng.uniform(6.5, 13.0)  # metastatic nodes: ≥ 13 mm across
             radii = np.array([r * rng.uniform(0.8, 1.0), r * rng.uniform(0.8, 1.0),
                               min(15.0, r * rng.uniform(1.0, 1.4))])
             c = anatomy.centre + np.array([side * rng.uniform(28.0, 44.0), rng.uniform(-18.0, 6.0),
@@ -737,7 +737,7 @@ def make_mri_case(seed: int, case_id: str | None = None, *, size=(112, 112, 48),
     h = float(np.mean(spacing))
 
     # flags (always three draws)
-    f_p = _draw_flag(rng, 0.12, gtvp_vanished)
+    f_p = _draw_flag(rng, 0.20, gtvp_vanished)
     f_n = _draw_flag(rng, 0.10, gtvn_vanished)
     f_b = _draw_flag(rng, 0.20, beyond_box)
 

@@ -52,6 +52,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tiny-patch", default="32,64,64", help="tiny patch size z,y,x")
     p.add_argument("--tiny-features", default="8,16,32,64")
     p.add_argument("--tiny-batch", type=int, default=2)
+    p.add_argument("--tiny-spacing", help="tiny configuration's own target spacing z,y,x (mm)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--iterations", type=int, help="training iterations per epoch")
     p.add_argument("--val-iterations", type=int)
@@ -97,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         tiny = None
         if args.tiny:
             tiny = {"patch_size": _ints(args.tiny_patch), "features": _ints(args.tiny_features),
-                    "batch_size": args.tiny_batch}
+                    "batch_size": args.tiny_batch,
+                    "spacing": [float(v) for v in args.tiny_spacing.split(",")] if args.tiny_spacing else None}
         plans_id, configuration = plan_and_preprocess(dataset_id, args.planner, tiny)
         if not args.tiny:
             configuration = args.configuration

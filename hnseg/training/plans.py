@@ -16,8 +16,10 @@ log = logging.getLogger(__name__)
 TINY = "3d_tiny"
 
 
-def tiny_configuration(parent: dict, patch_size: list[int], features: list[int], batch_size: int) -> dict:
-    """A PlainConvUNet with one conv per stage and the given features (stride 1 in z at the top)."""
+def tiny_configuration(parent: dict, patch_size: list[int], features: list[int], batch_size: int,
+                       spacing: list[float] | None = None) -> dict:
+    """A PlainConvUNet with one conv per stage and the given features (stride 1 in z at the top);
+    with ``spacing`` (z, y, x mm) its own, coarser resampling (and preprocessed data)."""
     n = len(features)
     arch = json.loads(json.dumps(parent["architecture"]))
     kw = arch["arch_kwargs"]
@@ -34,8 +36,11 @@ def tiny_configuration(parent: dict, patch_size: list[int], features: list[int],
     for k in ("n_blocks_per_stage",):  # ResEnc planners: fall back to the plain U-Net
         kw.pop(k, None)
     arch["network_class_name"] = "dynamic_network_architectures.architectures.unet.PlainConvUNet"
-    return {"inherits_from": "3d_fullres", "patch_size": patch_size, "batch_size": batch_size,
-            "architecture": arch}
+    config = {"inherits_from": "3d_fullres", "patch_size": patch_size, "batch_size": batch_size,
+              "architecture": arch}
+    if spacing is not None:
+        config.update(spacing=[float(s) for s in spacing], data_identifier="nnUNetPlans_3d_tiny")
+    return config
 
 
 def plan_and_preprocess(
@@ -63,7 +68,8 @@ def plan_and_preprocess(
         plans_file.write_text(json.dumps(plans, indent=2))
         configuration = TINY
         log.info("added configuration %s: %s", TINY, tiny)
-    # TINY inherits 3d_fullres's data_identifier: preprocessing 3d_fullres serves both.
-    preprocess_dataset(dataset_id, plans_id, configurations=("3d_fullres",), num_processes=[num_processes],
+    # Without its own spacing TINY shares 3d_fullres's preprocessed data (same data_identifier).
+    preprocessed = TINY if tiny is not None and tiny.get("spacing") else "3d_fullres"
+    preprocess_dataset(dataset_id, plans_id, configurations=(preprocessed,), num_processes=[num_processes],
                        show_progress_bar=False)
     return plans_id, configuration

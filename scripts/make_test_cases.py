@@ -1,0 +1,42 @@
+"""(Re)build the bundled example cases under test/: grand-challenge inputs, ground truth, and the
+expected output of the demo weights.
+
+    .venv/bin/python scripts/make_test_cases.py
+
+test/input/<case>/            inputs.json + images/<slug>/<uuid>.mha (grand-challenge layout)
+test/ground_truth/<case>/     images/mri-head-neck-segmentation/output.mha (the phantom's true mask)
+test/expected_output/<case>/  images/mri-head-neck-segmentation/output.mha (inference.py, demo weights)
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+# held-out seeds (training uses 0…N-1): a task-2 case whose tumour extends beyond the box, a task-1 case
+CASES = {"hntsmrg-task2-5100": ("hntsmrg-task2", 5100, {"beyond_box": True}),
+         "hntsmrg-task1-5101": ("hntsmrg-task1", 5101, {})}
+SIZE, SPACING = (96, 96, 40), (2.0, 2.0, 3.0)  # small, to keep the repository light
+OUT_REL = Path("images/mri-head-neck-segmentation/output.mha")
+
+
+def main() -> int:
+    from hnseg.phantoms import make_mri_case, write_gc_case
+
+    for name, (task, seed, forced) in CASES.items():
+        case = make_mri_case(seed, name, size=SIZE, spacing=SPACING, **forced)
+        for sub in ("input", "ground_truth", "expected_output"):
+            shutil.rmtree(REPO / "test" / sub / name, ignore_errors=True)
+        write_gc_case(case, REPO / "test" / "input" / name, task,
+                      ground_truth_path=REPO / "test" / "ground_truth" / name / OUT_REL)
+        subprocess.run([sys.executable, str(REPO / "inference.py"), "--input", str(REPO / "test/input" / name),
+                        "--output", str(REPO / "test/expected_output" / name), "--device", "cpu"], check=True)
+        print(f"{name}: {case.info.get('beyond_box')=} {case.info.get('gtvp_vanished')=}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
