@@ -2,8 +2,9 @@
 """Grand-challenge container entry point: segment the case in /input, write /output.
 
 Outside Docker: ``python inference.py --input CASE_DIR --output OUT_DIR [--weights DIR] [--task T]``
-(or the HNSEG_INPUT / HNSEG_OUTPUT / HNSEG_WEIGHTS environment variables). Exit code 0 on success,
-2 on a user error (named error on stderr, nothing written under the output folder).
+(or the HNSEG_INPUT / HNSEG_OUTPUT / HNSEG_WEIGHTS environment variables); ``-v`` for debug logs.
+Exit code 0 on success, 2 on a user error (named error on stderr, nothing written under the output
+folder).
 """
 
 import sys
@@ -11,4 +12,6 @@ import sys
 from hnseg.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["predict", *sys.argv[1:]]))
+    args = sys.argv[1:]
+    verbose = [a for a in args if a in ("-v", "--verbose")]
+    sys.exit(main([*verbose, "predict", *[a for a in args if a not in verbose]]))

@@ -29,29 +29,26 @@ def _temp_beside(path: Path) -> Path:
     return Path(tmp)
 
 
-def write_image_atomic(image: sitk.Image, path: str | os.PathLike, compress: bool = True) -> Path:
-    """Write ``image`` to ``path`` through a temporary file in the same folder, then rename."""
+def _atomic(path: str | os.PathLike, write) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
     tmp = _temp_beside(path)
     try:
-        sitk.WriteImage(image, str(tmp), useCompression=compress)
+        write(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def write_image_atomic(image: sitk.Image, path: str | os.PathLike, compress: bool = True) -> Path:
+    """Write ``image`` to ``path`` through a temporary file in the same folder, then rename."""
+    return _atomic(path, lambda tmp: sitk.WriteImage(image, str(tmp), useCompression=compress))
 
 
 def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    tmp = _temp_beside(path)
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return _atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def write_json_atomic(obj: Any, path: str | os.PathLike) -> Path:

@@ -662,6 +662,13 @@ def _union(*fns: Callable) -> Callable:
 # the synthetic case
 
 
+def draw_scan_appearance(rng) -> dict:
+    """Per-scan acquisition: smooth bias field, SNR and a global intensity scale."""
+    return dict(bias=SmoothField.draw(rng, 3, (180.0, 450.0), 0.08),
+                snr=float(rng.uniform(15.0, 25.0)),
+                scale=float(BASE_MUSCLE_SIGNAL * math.exp(rng.uniform(-0.7, 0.7))))
+
+
 def _draw_flag(rng, p: float, forced: bool | None) -> bool:
     u = rng.random()  # always drawn: forcing a flag leaves every other draw unchanged
     return bool(forced) if forced is not None else bool(u < p)
@@ -770,11 +777,7 @@ def make_mri_case(seed: int, case_id: str | None = None, *, size=(112, 112, 48),
     tex_n = SmoothField.draw(rng, 10, (3.0, 10.0), 0.08)
     u_def = Deformation.draw(rng, rng.uniform(2.0, 5.0))
     r_def = Deformation.draw(rng, rng.uniform(1.0, 2.0), wavelength=(40.0, 120.0))
-    scans = {}
-    for name in ("pre", "mid"):
-        scans[name] = dict(bias=SmoothField.draw(rng, 3, (180.0, 450.0), 0.08),
-                           snr=float(rng.uniform(15.0, 25.0)),
-                           scale=float(BASE_MUSCLE_SIGNAL * math.exp(rng.uniform(-0.7, 0.7))))
+    scans = {name: draw_scan_appearance(rng) for name in ("pre", "mid")}
     if f_b and f_p and (f_n or n_nodes == 0):
         if gtvp_vanished is None:
             f_p = False

@@ -35,17 +35,18 @@ def evaluate_segmenter(segmenter, cases, task_name: str = "hntsmrg-task2", subse
     from hnseg.interfaces.grand_challenge import discover_inputs
     from hnseg.phantoms import write_gc_case
 
-    work = Path(tempfile.mkdtemp(prefix="hnseg-heldout-"))
-    pairs = []
-    for c in cases:
-        if subset is not None and not subset(c):
-            continue
-        gt = work / "gt" / f"{c.case_id}_gt.nii.gz"
-        gt.parent.mkdir(parents=True, exist_ok=True)
-        write_gc_case(c, work / "in" / c.case_id, task_name, ground_truth_path=gt)
-        out = segmenter.segment(segmenter.load(discover_inputs(work / "in" / c.case_id)))
-        pred = work / "pred" / f"{c.case_id}_pred.nii.gz"
-        pred.parent.mkdir(parents=True, exist_ok=True)
-        sitk.WriteImage(next(iter(out.values())), str(pred))
-        pairs.append((c.case_id, gt, pred))
-    return evaluate_pairs(pairs, {"GTVp": 1, "GTVn": 2}, distances=False, progress=False)
+    with tempfile.TemporaryDirectory(prefix="hnseg-heldout-") as tmp:
+        work = Path(tmp)
+        pairs = []
+        for c in cases:
+            if subset is not None and not subset(c):
+                continue
+            gt = work / "gt" / f"{c.case_id}_gt.nii.gz"
+            gt.parent.mkdir(parents=True, exist_ok=True)
+            write_gc_case(c, work / "in" / c.case_id, task_name, ground_truth_path=gt)
+            out = segmenter.segment(segmenter.load(discover_inputs(work / "in" / c.case_id)))
+            pred = work / "pred" / f"{c.case_id}_pred.nii.gz"
+            pred.parent.mkdir(parents=True, exist_ok=True)
+            sitk.WriteImage(next(iter(out.values())), str(pred))
+            pairs.append((c.case_id, gt, pred))
+        return evaluate_pairs(pairs, {"GTVp": 1, "GTVn": 2}, distances=False, progress=False)

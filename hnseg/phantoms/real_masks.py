@@ -13,7 +13,6 @@ body-cropped grid and upsampled, lesions only inside their bounding boxes, noise
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 
@@ -24,7 +23,8 @@ from scipy import ndimage
 from hnseg.errors import GridMismatchError, MaskLabelError
 from hnseg.io.read import check_3d_scalar, read_image
 from hnseg.phantoms.anatomy import (
-    BASE_MUSCLE_SIGNAL, BEYOND_BOX_MIN_VOX, GTVN, GTVP, MID_SIGNAL_FACTOR, OEDEMA_LEVEL,
+    draw_scan_appearance,
+    BEYOND_BOX_MIN_VOX, GTVN, GTVP, MID_SIGNAL_FACTOR, OEDEMA_LEVEL,
     TUMOUR_RANGE, Deformation, Grid, Lesion, MriPhantomCase, NeckAnatomy, SmoothField,
     beyond_box_extension, fg_bbox, label_volumes_ml, render_t2,
 )
@@ -174,11 +174,7 @@ def make_mri_case_from_real_masks(mid_mask_path, registered_mask_path, seed: int
     tex_n = SmoothField.draw(rng, 10, (3.0, 10.0), 0.08)
     warp_mid = Deformation.draw(rng, rng.uniform(1.0, 2.0), wavelength=(60.0, 160.0))
     warp_reg = Deformation.draw(rng, rng.uniform(1.0, 2.0), wavelength=(60.0, 160.0))
-    scans = {}
-    for name in ("reg", "mid"):
-        scans[name] = dict(bias=SmoothField.draw(rng, 3, (180.0, 450.0), 0.08),
-                           snr=float(rng.uniform(15.0, 25.0)),
-                           scale=float(BASE_MUSCLE_SIGNAL * math.exp(rng.uniform(-0.7, 0.7))))
+    scans = {name: draw_scan_appearance(rng) for name in ("reg", "mid")}
 
     # registered pre-RT image around the registered mask
     lesions = [les for les in (_mask_lesion(reg, (GTVP,), lvl_p, tex_p, "GTVp"),
