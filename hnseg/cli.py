@@ -45,7 +45,6 @@ def run_with_errors(fn, *args) -> int:
     try:
         return int(fn(*args) or 0)
     except HnsegError as exc:
-        log.error("%s: %s", exc.name, exc)
         sys.stderr.write(f"{exc.name}: {exc}\n")
         return exc.exit_code
 

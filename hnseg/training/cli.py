@@ -18,6 +18,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from hnseg.errors import SettingsError
 from hnseg.preprocess.priors import PriorSpec
 from hnseg.tasks import get_task
 
@@ -77,13 +78,21 @@ def run(args: argparse.Namespace) -> int:
     steps = [s.strip() for s in args.steps.split(",") if s.strip()]
     unknown = set(steps) - set(STEPS)
     if unknown:
-        raise SystemExit(f"unknown steps {sorted(unknown)}; expected some of {STEPS}")
+        raise SettingsError(f"--steps: expected some of {STEPS}, found unknown {sorted(unknown)}")
+    if "convert" in steps and args.release is None:
+        raise SettingsError("--release: the convert step needs the training release folder")
+    if "export" in steps and args.out is None:
+        raise SettingsError("--out: the export step needs the weights folder to write")
     dirs = set_nnunet_dirs(args.work)
-    dataset_id = args.dataset_id or DEFAULT_DATASET_IDS[task.name]
+    dataset_id = args.dataset_id or DEFAULT_DATASET_IDS.get(task.name)
+    if dataset_id is None:
+        raise SettingsError(f"--dataset-id: no default nnU-Net dataset id for {task.name}; give one")
     prior = _prior(args, task)
     folds = _ints(args.folds)
     state_file = Path(args.work) / f"hnseg_train_{dataset_id}.json"
     state = json.loads(state_file.read_text()) if state_file.exists() else {}
+    if {"train", "export"} & set(steps) and "plan" not in steps and not state:
+        raise SettingsError(f"{state_file}: the plan step has not run in this work folder")
 
     from hnseg.training.convert import convert, dataset_name
     from hnseg.training.releases.hntsmrg import samples
