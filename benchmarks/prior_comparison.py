@@ -25,8 +25,8 @@ def main() -> int:
     ap.add_argument("--band", type=Path, default=REPO / "weights" / "variants" / "hntsmrg-task2-band")
     ap.add_argument("--none", type=Path, default=REPO / "weights" / "variants" / "hntsmrg-task2-none")
     ap.add_argument("--n", type=int, default=12)
-    ap.add_argument("--folds", default=None)
-    ap.add_argument("--tta", default="default")
+    ap.add_argument("--folds", default="0,1", help="same folds for every variant (the variants hold 0,1)")
+    ap.add_argument("--tta", default="off", help="mirror TTA for every variant (default: off, to keep it short)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -43,18 +43,19 @@ def main() -> int:
     }
     print(f"held-out phantoms: {len(cases)} (beyond box: {sum(c.info['beyond_box'] for c in cases)}, "
           f"GTVp vanished: {sum(c.info['gtvp_vanished'] for c in cases)})")
-    print(f"{'variant':28s}{'subset':16s}{'GTVp':>8s}{'GTVn':>8s}{'mean':>8s}")
+    print(f"{'variant':28s}{'subset':16s}{'GTVp':>8s}{'GTVn':>8s}{'mean':>8s}{'GTVp FP ml':>12s}")
     folds = tuple(int(f) for f in args.folds.split(",")) if args.folds else None
     runs = [("none", args.none, False), ("box (seed)", args.box, False),
             ("band (box-free)", args.band, False), ("box + overlap rule", args.box, True)]
     for label, folder, rule in runs:
         settings = PredictSettings(device="cpu", tta=args.tta, folds=folds, prior_overlap_rule=rule)
         seg = Segmenter(task, folder, settings)
-        for g, subset in groups.items():
-            r = evaluate_segmenter(seg, cases, subset=subset)
+        for g, r in evaluate_segmenter(seg, cases, subsets=groups).items():
             p, n = r.dsc_agg("GTVp"), r.dsc_agg("GTVn")
             fmt = lambda v: f"{v:8.4f}" if v is not None else f"{'n/a':>8s}"  # noqa: E731
-            print(f"{label:28s}{g:16s}{fmt(p)}{fmt(n)}{fmt(r.mean_dsc_agg)}", flush=True)
+            s = next(x for x in r.structures if x.structure == "GTVp")
+            fp_ml = (s.sum_pred_mm3 - s.sum_tp_mm3) / 1000.0  # false-positive GTVp volume, pooled
+            print(f"{label:28s}{g:16s}{fmt(p)}{fmt(n)}{fmt(r.mean_dsc_agg)}{fp_ml:12.2f}", flush=True)
     return 0
 
 

@@ -1,5 +1,6 @@
 """The committed demo ensembles on held-out phantoms (never used in training), through the full
-pipeline (grand-challenge inputs → Segmenter → label map) with 5 folds and default mirror TTA.
+pipeline (grand-challenge inputs → Segmenter → label map): the 5-fold ensemble, mirror TTA off to
+keep CI short (with the default TTA the figures are quoted in benchmarks/README.md).
 
 Acceptance: task 2 DSCagg ≥ 0.75 for GTVp and for GTVn on 12 held-out phantoms (which include
 tumours extending beyond the registered box and vanished GTVps). Task 1's figure is reported and held
@@ -17,6 +18,7 @@ from hnseg.settings import PredictSettings
 from hnseg.tasks import get_task
 
 REPO = Path(__file__).resolve().parents[1]
+FAST = PredictSettings(device="cpu", tta="off")
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +29,7 @@ def cases():
 
 
 def test_task2_demo_ensemble_dscagg(cases):
-    seg = Segmenter(get_task("hntsmrg-task2"), REPO / "weights" / "hntsmrg-task2", PredictSettings(device="cpu"))
+    seg = Segmenter(get_task("hntsmrg-task2"), REPO / "weights" / "hntsmrg-task2", FAST)
     report = evaluate_segmenter(seg, cases, "hntsmrg-task2")
     print("\n" + report.to_table())
     assert report.n_cases == 12
@@ -36,10 +38,10 @@ def test_task2_demo_ensemble_dscagg(cases):
 
 
 def test_task1_demo_ensemble_dscagg(cases):
-    seg = Segmenter(get_task("hntsmrg-task1"), REPO / "weights" / "hntsmrg-task1", PredictSettings(device="cpu"))
+    seg = Segmenter(get_task("hntsmrg-task1"), REPO / "weights" / "hntsmrg-task1", FAST)
     report = evaluate_segmenter(seg, cases, "hntsmrg-task1")
     print("\n" + report.to_table())
     assert report.mean_dsc_agg >= TASK1_FLOOR, report.mean_dsc_agg
 
 
-TASK1_FLOOR = 0.6
+TASK1_FLOOR = 0.8

@@ -29,18 +29,20 @@ def heldout_cases(n: int = 12):
     return cases
 
 
-def evaluate_segmenter(segmenter, cases, task_name: str = "hntsmrg-task2", subset=None):
-    """Run ``segmenter`` on each case (through the grand-challenge input layout), return the report."""
+def evaluate_segmenter(segmenter, cases, task_name: str = "hntsmrg-task2", subsets=None):
+    """Run ``segmenter`` once on each case (through the grand-challenge input layout).
+
+    Returns the evaluation report over all cases, or, with ``subsets`` (name → predicate on a case),
+    a dict of reports, one per subset (``None`` as predicate = all cases)."""
     from hnseg.evaluation import evaluate_pairs
     from hnseg.interfaces.grand_challenge import discover_inputs
     from hnseg.phantoms import write_gc_case
 
+    labels = {"GTVp": 1, "GTVn": 2}
     with tempfile.TemporaryDirectory(prefix="hnseg-heldout-") as tmp:
         work = Path(tmp)
-        pairs = []
+        pairs = {}
         for c in cases:
-            if subset is not None and not subset(c):
-                continue
             gt = work / "gt" / f"{c.case_id}_gt.nii.gz"
             gt.parent.mkdir(parents=True, exist_ok=True)
             write_gc_case(c, work / "in" / c.case_id, task_name, ground_truth_path=gt)
@@ -48,5 +50,12 @@ def evaluate_segmenter(segmenter, cases, task_name: str = "hntsmrg-task2", subse
             pred = work / "pred" / f"{c.case_id}_pred.nii.gz"
             pred.parent.mkdir(parents=True, exist_ok=True)
             sitk.WriteImage(next(iter(out.values())), str(pred))
-            pairs.append((c.case_id, gt, pred))
-        return evaluate_pairs(pairs, {"GTVp": 1, "GTVn": 2}, distances=False, progress=False)
+            pairs[c.case_id] = (c, (c.case_id, gt, pred))
+
+        def report(pred_fn):
+            chosen = [p for c, p in pairs.values() if pred_fn is None or pred_fn(c)]
+            return evaluate_pairs(chosen, labels, distances=False, progress=False)
+
+        if subsets is None:
+            return report(None)
+        return {name: report(fn) for name, fn in subsets.items()}
