@@ -78,7 +78,7 @@ def main() -> int:
                    "--weights", str(args.weights), "--device", "cpu", "--folds", args.folds,
                    "--tta", args.tta])
     nn_cmd = [str(Path(sys.executable).parent / "nnUNetv2_predict_from_modelfolder"), "-i", str(nn_in),
-              "-o", str(nn_out), "-m", str(args.weights / "model"), "-f", *folds, "-npp", "0", "-nps", "0",
+              "-o", str(nn_out), "-m", str(args.weights / "model"), "-f", *folds, "-npp", "1", "-nps", "1",
               "-device", "cpu"]
     if args.tta == "off":
         nn_cmd.append("--disable_tta")
