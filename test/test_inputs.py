@@ -308,22 +308,21 @@ def test_valid_inputs_pass_validation(layout, via_subprocess, tmp_path, capsys):
     assert nothing_written(out_dir)
 
 
-def test_valid_inputs_without_weights_report_where_they_looked(tmp_path, capsys):
-    """No weights anywhere (the brief's ``noweights`` folder): WeightsError lists the candidates.
+def test_valid_inputs_without_weights_report_where_they_looked(tmp_path):
+    """No weights anywhere (explicit, /opt/ml/model, baked): WeightsError lists every candidate."""
+    from hnseg.errors import WeightsError
+    from hnseg.pipeline import run_grand_challenge
+    from hnseg.settings import RunSettings
 
-    Only meaningful while no task-2 weights are baked into the repository or /opt/ml/model."""
-    from hnseg.settings import REPO_WEIGHTS
-
-    if (REPO_WEIGHTS / "hntsmrg-task2" / "hnseg_weights.json").exists():
-        pytest.skip("baked task-2 weights present: the run would not stop at the weights lookup")
     in_dir = write_case(tmp_path / "in", task2_sockets(), "legacy")
-    res = run_inprocess(in_dir, tmp_path / "out", tmp_path / "noweights",
-                        ["--model-dir", str(tmp_path / "nomodel")], capsys)
-    assert res.rc == 2
-    line = [ln for ln in res.stderr.splitlines() if ln.startswith("WeightsError: ")][-1]
-    assert line.startswith("WeightsError: weights for hntsmrg-task2: expected hnseg_weights.json")
+    settings = RunSettings(input_dir=in_dir, output_dir=tmp_path / "out", weights_dir=tmp_path / "noweights",
+                           model_dir=tmp_path / "nomodel", baked_weights_dir=tmp_path / "nobaked")
+    with pytest.raises(WeightsError) as info:
+        run_grand_challenge(settings)
+    line = str(info.value)
+    assert line.startswith("weights for hntsmrg-task2: expected hnseg_weights.json")
     for tried in (tmp_path / "noweights", tmp_path / "noweights" / "hntsmrg-task2",
-                  tmp_path / "nomodel" / "hntsmrg-task2", REPO_WEIGHTS / "hntsmrg-task2"):
+                  tmp_path / "nomodel" / "hntsmrg-task2", tmp_path / "nobaked" / "hntsmrg-task2"):
         assert str(tried) in line
     assert nothing_written(tmp_path / "out")
 
