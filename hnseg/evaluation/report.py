@@ -179,22 +179,23 @@ def _fmt(v: float | None, digits: int = 4) -> str:
 
 def format_table(report: EvaluationReport) -> str:
     """Fixed-width plain-text table: per case × structure rows, then DSCagg per structure."""
-    head = f"{'case':<12} {'structure':<10} {'DSC':>8} {'HD95 mm':>9} {'MSD mm':>9} " \
+    w = max([12] + [len(r.case_id) + 1 for r in report.rows])  # case column fits the longest id
+    head = f"{'case':<{w}} {'structure':<10} {'DSC':>8} {'HD95 mm':>9} {'MSD mm':>9} " \
            f"{'GT mm3':>13} {'Pred mm3':>13} {'TP mm3':>13}"
     lines = [head, "-" * len(head)]
     for r in report.rows:
         case = r.case_id + ("*" if r.resampled else "")
         lines.append(
-            f"{case:<12.12} {r.structure:<10.10} {_fmt(r.dsc):>8} {_fmt(r.hd95_mm, 2):>9} "
+            f"{case:<{w}} {r.structure:<10.10} {_fmt(r.dsc):>8} {_fmt(r.hd95_mm, 2):>9} "
             f"{_fmt(r.msd_mm, 2):>9} {r.gt_mm3:>13.1f} {r.pred_mm3:>13.1f} {r.tp_mm3:>13.1f}"
         )
     lines.append("-" * len(head))
     for s in report.structures:
         lines.append(
-            f"{'DSCagg':<12} {s.structure:<10.10} {_fmt(s.dsc_agg):>8}"
+            f"{'DSCagg':<{w}} {s.structure:<10.10} {_fmt(s.dsc_agg):>8}"
             f"   (GT in {s.cases_with_gt}/{report.n_cases} cases, pred in {s.cases_with_pred})"
         )
-    lines.append(f"{'mean DSCagg':<23} {_fmt(report.mean_dsc_agg):>8}   ({report.n_cases} cases)")
+    lines.append(f"{'mean DSCagg':<{w + 11}} {_fmt(report.mean_dsc_agg):>8}   ({report.n_cases} cases)")
     if any(r.resampled for r in report.rows):
         lines.append("* prediction resampled onto the ground-truth grid (nearest neighbour)")
     lines.extend(f"note: {n}" for n in report.notes)
