@@ -17,7 +17,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import SimpleITK as sitk
 
 REPO = Path(__file__).resolve().parents[1]

@@ -17,21 +17,24 @@ common=(--release "$WORK/release" --tiny --tiny-spacing 3.5,2.5,2.5 --tiny-patch
 note="phantom-trained demo weights, not for clinical use"
 export OMP_NUM_THREADS=1
 
+# One training run: task, prior, work folder, weights folder, folds, note suffix.
+train() {
+    local task=$1 prior=$2 work=$3 out=$4 folds=$5 suffix=${6:-}
+    hnseg train --task "$task" --prior "$prior" --work "$WORK/$work" --out "$out" --folds "$folds" \
+        --note "$note$suffix" "${common[@]}"
+}
+variant="; prior-benchmark variant (folds 0,1 only)"
+
 # stream 1: the shipped task-2 model (box prior = the seed's gradient map), 5 folds; then the
 # no-prior benchmark variant (same recipe per fold, folds 0 and 1 only, to fit the CPU budget)
-( hnseg train --task hntsmrg-task2 --prior box --work "$WORK/task2-box" --out weights/hntsmrg-task2 \
-      --folds 0,1,2,3,4 --note "$note" "${common[@]}"
-  hnseg train --task hntsmrg-task2 --prior none --work "$WORK/task2-none" \
-      --out weights/variants/hntsmrg-task2-none --folds 0,1 \
-      --note "$note; prior-benchmark variant (folds 0,1 only)" "${common[@]}"
+( train hntsmrg-task2 box task2-box weights/hntsmrg-task2 0,1,2,3,4
+  train hntsmrg-task2 none task2-none weights/variants/hntsmrg-task2-none 0,1 "$variant"
 ) > "$WORK/stream1.log" 2>&1 &
 s1=$!
-# stream 2: task 1, 5 folds; then the box-free (band) prior benchmark variant, folds 0 and 1
-( hnseg train --task hntsmrg-task1 --work "$WORK/task1" --out weights/hntsmrg-task1 \
-      --folds 0,1,2,3,4 --note "$note" "${common[@]}"
-  hnseg train --task hntsmrg-task2 --prior band --work "$WORK/task2-band" \
-      --out weights/variants/hntsmrg-task2-band --folds 0,1 \
-      --note "$note; prior-benchmark variant (folds 0,1 only)" "${common[@]}"
+# stream 2: task 1 (its profile has no prior channel, so --prior is ignored), 5 folds; then the
+# box-free (band) prior benchmark variant, folds 0 and 1
+( train hntsmrg-task1 box task1 weights/hntsmrg-task1 0,1,2,3,4
+  train hntsmrg-task2 band task2-band weights/variants/hntsmrg-task2-band 0,1 "$variant"
 ) > "$WORK/stream2.log" 2>&1 &
 s2=$!
 wait "$s1"

@@ -164,7 +164,6 @@ def make_mri_case_from_real_masks(mid_mask_path, registered_mask_path, seed: int
     else:
         reg_img.CopyInformation(mid_img)
     grid = Grid.from_image(mid_img)
-    h = float(np.mean(grid.spacing))
 
     anatomy = _fit_anatomy(rng, grid, mid, reg)
     lvl_p = rng.uniform(*TUMOUR_RANGE)
