@@ -5,6 +5,8 @@
     hnseg evaluate  --gt DIR --pred DIR [--labels GTVp=1,GTVn=2] [--json F] [--csv F]
     hnseg phantoms  --out DIR [--n N] [--layout release|gc] …
     hnseg train     convert|plan|fold|export|all …   (see hnseg.training)
+    hnseg weights   verify DIR …                     (sha256 manifest of weights folders)
+    hnseg compare   --expected DIR --actual DIR       (same files, geometry, voxels; used by test.sh)
 
 User errors (``HnsegError``) print ``<ErrorName>: <message>`` and exit with code 2.
 """
@@ -28,6 +30,8 @@ SUBCOMMANDS = {
     "evaluate": ("hnseg.evaluation.cli", "DSCagg / DSC / HD95 / MSD of predictions vs ground truth"),
     "phantoms": ("hnseg.phantoms.cli", "write synthetic head-and-neck MRI phantoms"),
     "train": ("hnseg.training.cli", "convert a release, train nnU-Net folds, export weights"),
+    "weights": ("hnseg.predict.weights_cli", "verify weights folders (sha256 manifest)"),
+    "compare": ("hnseg.evaluation.compare_cli", "compare an output folder with an expected one (test.sh)"),
 }
 
 

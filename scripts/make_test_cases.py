@@ -6,6 +6,10 @@ expected output of the demo weights.
 test/input/<case>/            inputs.json + images/<slug>/<uuid>.mha (grand-challenge layout)
 test/ground_truth/<case>/     images/mri-head-neck-segmentation/output.mha (the phantom's true mask)
 test/expected_output/<case>/  images/mri-head-neck-segmentation/output.mha (inference.py, demo weights)
+
+plus one bad-input case, test/input/bad-input-unregistered-mask/: the task-2 case with the pre-RT mask
+(pre-RT grid) given as the registered one; test/expected_output/<it>/EXPECTED_ERROR names the error the
+container must exit with (and /output must stay empty).
 """
 
 from __future__ import annotations
@@ -21,6 +25,21 @@ CASES = {"hntsmrg-task2-5100": ("hntsmrg-task2", 5100, {"beyond_box": True}),
          "hntsmrg-task1-5101": ("hntsmrg-task1", 5101, {})}
 SIZE, SPACING = (96, 96, 40), (2.0, 2.0, 3.0)  # small, to keep the repository light
 OUT_REL = Path("images/mri-head-neck-segmentation/output.mha")
+BAD_CASE, BAD_FROM, BAD_ERROR = "bad-input-unregistered-mask", "hntsmrg-task2-5100", "GridMismatchError"
+
+
+def make_bad_case() -> None:
+    """Copy the task-2 case and put the unregistered pre-RT mask where the registered one belongs."""
+    src, dst = REPO / "test/input" / BAD_FROM, REPO / "test/input" / BAD_CASE
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.rmtree(REPO / "test/expected_output" / BAD_CASE, ignore_errors=True)
+    shutil.copytree(src, dst)
+    (registered,) = (dst / "images/registered-pre-rt-head-neck-segmentation").glob("*.mha")
+    (pre_rt,) = (dst / "images/pre-rt-head-neck-segmentation").glob("*.mha")
+    shutil.copyfile(pre_rt, registered)
+    marker = REPO / "test/expected_output" / BAD_CASE / "EXPECTED_ERROR"
+    marker.parent.mkdir(parents=True)
+    marker.write_text(BAD_ERROR + "\n")
 
 
 def main() -> int:
@@ -35,6 +54,7 @@ def main() -> int:
         subprocess.run([sys.executable, str(REPO / "inference.py"), "--input", str(REPO / "test/input" / name),
                         "--output", str(REPO / "test/expected_output" / name), "--device", "cpu"], check=True)
         print(f"{name}: {case.info.get('beyond_box')=} {case.info.get('gtvp_vanished')=}")
+    make_bad_case()
     return 0
 
 

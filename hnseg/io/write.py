@@ -29,12 +29,21 @@ def _temp_beside(path: Path) -> Path:
     return Path(tmp)
 
 
+def _default_file_mode() -> int:
+    """0o666 less the process umask: what ``open()`` would give (mkstemp's 0o600 would hide outputs
+    written by the container's non-root user from everyone else on the host)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def _atomic(path: str | os.PathLike, write) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it into place."""
     path = Path(path)
     tmp = _temp_beside(path)
     try:
         write(tmp)
+        os.chmod(tmp, _default_file_mode())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
