@@ -52,7 +52,9 @@ WORKDIR /opt/hnseg
 COPY weights/ /opt/hnseg/weights/
 COPY hnseg/ /opt/hnseg/hnseg/
 COPY inference.py /opt/hnseg/
-RUN python -m compileall -q /opt/hnseg/hnseg /opt/hnseg/inference.py \
+# Readable by the run-time user whatever the builder's umask was; byte-compiled; weights verified.
+RUN chmod -R a+rX /opt/hnseg \
+ && python -m compileall -q /opt/hnseg/hnseg /opt/hnseg/inference.py \
  && python -m hnseg weights verify /opt/hnseg/weights
 
 # Numeric non-root user (grand-challenge rejects root images); no home directory is needed (HOME=/tmp).

@@ -102,3 +102,30 @@ def test_lookup_order_model_dir_first_then_baked(tmp_path, task2_copy):
     assert locate("hntsmrg-task2", [task2_copy, baked]) == task2_copy
     with pytest.raises(WeightsError, match="hntsmrg-task1"):
         locate("hntsmrg-task1", [model_dir])
+
+
+def test_unreadable_weights_folder_is_a_named_error_not_a_traceback(monkeypatch, tmp_path):
+    # root ignores file modes, so the denial a non-root container user meets is simulated
+    def denied(self):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "is_file", denied)
+    with pytest.raises(WeightsError, match=r"hnseg_weights.json: cannot be checked \(Permission denied\)"):
+        locate("hntsmrg-task2", [tmp_path])
+    monkeypatch.undo()
+    (tmp_path / METADATA_FILE).write_text("{}")
+    monkeypatch.setattr(Path, "read_text", denied)
+    with pytest.raises(WeightsError, match=r"cannot be read \(Permission denied\)"):
+        read_metadata(tmp_path)
+
+
+def test_weights_verify_cli(tmp_path, task2_copy, capsys):
+    from hnseg.cli import main
+
+    assert main(["weights", "verify", str(REPO / "weights"), str(task2_copy)]) == 0
+    assert main(["weights", "verify", str(tmp_path / "empty-nothing")]) == 2
+    assert "WeightsError" in capsys.readouterr().err
+    (task2_copy / "model" / "extra.txt").write_text("x")
+    assert main(["weights", "verify", str(tmp_path)]) == 2  # finds the task folder inside, which fails
+    err = capsys.readouterr().err
+    assert "WeightsIntegrityError" in err and "extra.txt" in err

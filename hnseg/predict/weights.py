@@ -79,6 +79,8 @@ def read_metadata(folder: Path) -> WeightsMetadata:
         raise WeightsError(f"{folder}: expected a weights folder with {METADATA_FILE}, found none")
     try:
         return WeightsMetadata.model_validate_json(path.read_text())
+    except OSError as exc:
+        raise WeightsError(f"{path}: cannot be read ({exc.strerror}); expected a file readable by this user") from None
     except ValidationError as exc:
         raise WeightsError(f"{path}: not valid hnseg weights metadata: {exc}") from None
 
@@ -108,13 +110,21 @@ def load_verified(folder: Path) -> WeightsMetadata:
     return meta
 
 
+def _exists(path: Path) -> bool:
+    """``path.is_file()``, but an unreadable folder on the way is the user's error, not a crash."""
+    try:
+        return path.is_file()
+    except PermissionError as exc:
+        raise WeightsError(f"{path}: cannot be checked ({exc.strerror}); expected folders readable by this user") from None
+
+
 def locate(task: str, candidates: list[Path]) -> Path:
     """First of ``candidates`` (each a weights folder or a folder of task folders) holding the task."""
     tried = []
     for c in candidates:
         for folder in (c, c / task):
             tried.append(str(folder))
-            if (folder / METADATA_FILE).is_file():
+            if _exists(folder / METADATA_FILE):
                 meta = read_metadata(folder)
                 if meta.task == task:
                     return folder
