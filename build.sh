@@ -35,6 +35,6 @@ while [ $# -gt 0 ]; do
 done
 
 VERSION=$(sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
-echo "building $TAG (hnseg $VERSION) for linux/amd64"
+echo "building $TAG (hnseg $VERSION) for linux/amd64; build args: ${ARGS[*]:-(defaults)}"
 docker build --platform linux/amd64 -t "$TAG" -t "${TAG%%:*}:$VERSION" "${ARGS[@]}" .
 docker image inspect "$TAG" --format 'built {{.RepoTags}}: {{.Size}} bytes, user {{.Config.User}}'

@@ -17,9 +17,9 @@
 #   --no-build           use the existing image (default: ./build.sh first, with the args after --)
 #   --model DIR          mount DIR at /opt/ml/model (a grand-challenge model tarball, extracted)
 #   --max-voxel-fraction label maps may differ in F x (expected foreground voxels). Default 0 on the
-#                        CPU. On a GPU the default is 0.005: the expected outputs were made on a CPU,
-#                        and GPU convolutions sum in another order, flipping voxels whose softmax sits
-#                        at the 0.5 boundary.
+#                        CPU. On a GPU (used when nvidia-smi sees one and torch in the image can use
+#                        it) the default is 0.005: the expected outputs were made on a CPU, and GPU
+#                        convolutions sum in another order, flipping voxels at the 0.5 boundary.
 #   --keep DIR           keep every case's output and log under DIR (default: a temp folder, removed)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -63,13 +63,18 @@ esac
 echo "image $IMAGE: user $USER_OF_IMAGE, $(docker image inspect --format '{{.Size}}' "$IMAGE" | awk '{printf "%.2f GB", $1/1e9}')"
 
 GPU_ARGS=()
-if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 \
-   && docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q nvidia; then
-  GPU_ARGS=(--gpus all)
-  FRACTION=${FRACTION:-0.005}
-  echo "GPU found: running with --gpus all (label maps may differ in $FRACTION of the expected foreground)"
+if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then
+  # a GPU on the host is usable only if Docker can hand it over and the image's torch can drive it
+  if docker run --rm --network none --gpus all --entrypoint python "$IMAGE" \
+       -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)' >/dev/null 2>&1; then
+    GPU_ARGS=(--gpus all)
+    FRACTION=${FRACTION:-0.005}
+    echo "GPU found: running with --gpus all (label maps may differ in $FRACTION of the expected foreground)"
+  else
+    echo "WARNING: nvidia-smi sees a GPU but the container cannot use it (NVIDIA container toolkit? driver too old for the image's CUDA?): running on the CPU"
+  fi
 else
-  echo "no usable GPU: running on the CPU"
+  echo "no GPU: running on the CPU"
 fi
 FRACTION=${FRACTION:-0}
 
@@ -89,20 +94,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# grand-challenge's restrictions (see ../README.md); /input and /output are added per case
+RUN_FLAGS=(--rm --network none --read-only --tmpfs /tmp:rw,exec,size=4g,mode=1777
+           --cap-drop ALL --security-opt no-new-privileges
+           --pids-limit 256 --memory "$MEMORY" --memory-swap "$MEMORY" --shm-size 2g "${GPU_ARGS[@]}")
+[ -n "$MODEL" ] && RUN_FLAGS+=(-v "$MODEL":/opt/ml/model:ro)
+echo "docker run ${RUN_FLAGS[*]} -v <case>:/input:ro -v <out>:/output $IMAGE"
+
 run_case() {  # $1 case name, $2 output dir, $3 log file; prints the container's exit code
-  local model_args=()
-  [ -n "$MODEL" ] && model_args=(-v "$MODEL":/opt/ml/model:ro)
   set +e
-  docker run --rm \
-    --network none \
-    --read-only --tmpfs /tmp:rw,exec,size=4g,mode=1777 \
-    --cap-drop ALL --security-opt no-new-privileges \
-    --pids-limit 256 --memory "$MEMORY" --memory-swap "$MEMORY" --shm-size 2g \
-    "${GPU_ARGS[@]}" \
-    -v "$CASES/$1":/input:ro \
-    -v "$2":/output \
-    "${model_args[@]}" \
-    "$IMAGE" >"$3" 2>&1
+  docker run "${RUN_FLAGS[@]}" -v "$CASES/$1":/input:ro -v "$2":/output "$IMAGE" >"$3" 2>&1
   echo $?
   set -e
 }
