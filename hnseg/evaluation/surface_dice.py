@@ -33,6 +33,8 @@ from typing import Final
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
+from hnseg.evaluation.metrics import bounding_box
+
 DEFAULT_TOLERANCE_MM: Final[float] = 1.0
 """SegRap tolerance of every structure not in :data:`SEGRAP_TOLERANCE_MM` (GTVs included)."""
 
@@ -266,19 +268,6 @@ class SurfaceDistances:
     surfel_areas_pred: np.ndarray
 
 
-def _union_box(gt: np.ndarray, pred: np.ndarray) -> tuple[slice, ...] | None:
-    """Tight bounding box of ``gt | pred`` as slices, ``None`` when both are empty."""
-    union = gt | pred
-    box = []
-    for axis in range(union.ndim):
-        other = tuple(a for a in range(union.ndim) if a != axis)
-        hit = np.flatnonzero(np.any(union, axis=other))
-        if hit.size == 0:
-            return None
-        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(box)
-
-
 def _neighbour_codes(mask: np.ndarray) -> np.ndarray:
     """8-bit neighbour code of every dual-grid cell of ``mask`` padded by one background voxel.
 
@@ -313,7 +302,7 @@ def surface_distances(
     ``compute_surface_distances``); ``spacing_zyx`` in array axis order."""
     gt_mask, pred_mask = _check_masks(gt, pred)
     spacing = _check_spacing(spacing_zyx)
-    box = _union_box(gt_mask, pred_mask)
+    box = bounding_box(gt_mask | pred_mask)
     if box is None:
         empty = np.zeros(0)
         return SurfaceDistances(empty, empty.copy(), empty.copy(), empty.copy())
