@@ -52,9 +52,7 @@ def _geometry_differences(exp: sitk.Image, act: sitk.Image) -> list[str]:
 
 def _dice_by_label(e: np.ndarray, a: np.ndarray) -> str:
     parts = []
-    for lab in sorted(set(np.unique(e).tolist()) | set(np.unique(a).tolist()) - {0}):
-        if lab == 0:
-            continue
+    for lab in sorted((set(np.unique(e).tolist()) | set(np.unique(a).tolist())) - {0}):
         ev, av = e == lab, a == lab
         denom = int(ev.sum() + av.sum())
         parts.append(f"label {lab} Dice {2 * int((ev & av).sum()) / denom:.4f}")

@@ -53,8 +53,8 @@ def test_model_tarball_overrides_the_baked_weights_under_another_uid(image, tmp_
     shutil.copytree(REPO / "weights/variants/hntsmrg-task2-band", tmp_path / "model/hntsmrg-task2")
     case = "hntsmrg-task2-5100"
     out = tmp_path / "out"
-    out.mkdir(mode=0o777)
-    out.chmod(0o777)
+    out.mkdir()
+    out.chmod(0o777)  # writable by uid 4242, as grand-challenge's /output is
     r = docker("run", "--rm", "--network", "none", "--read-only", "--tmpfs", "/tmp:rw,size=2g",
                "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--user", "4242:4242",
                "-v", f"{REPO / 'test/input' / case}:/input:ro", "-v", f"{out}:/output",
