@@ -2,8 +2,8 @@
 
     hnseg predict   [--input DIR] [--output DIR] [--weights DIR] [--task T] …   (grand-challenge case)
     hnseg prior     --image IMG --mask MASK --kind box --margin 5 --out OUT.nii.gz
-    hnseg evaluate  --gt DIR --pred DIR [--labels GTVp=1,GTVn=2] [--json F] [--csv F]
-    hnseg phantoms  --out DIR [--n N] [--layout release|gc] …
+    hnseg evaluate  --gt DIR --pred DIR [--task T | --labels GTVp=1,GTVn=2] [--json F] [--csv F]
+    hnseg phantoms  --out DIR [--task T] [--n N] [--layout release|gc] …
     hnseg train     convert|plan|fold|export|all …   (see hnseg.training)
     hnseg weights   verify DIR …                     (sha256 manifest of weights folders)
     hnseg compare   --expected DIR --actual DIR       (same files, geometry, voxels; used by test.sh)
@@ -27,8 +27,8 @@ log = logging.getLogger("hnseg")
 SUBCOMMANDS = {
     "predict": ("hnseg.predict_cli", "segment one grand-challenge case folder"),
     "prior": ("hnseg.preprocess.prior_cli", "write the task-2 prior channel for inspection"),
-    "evaluate": ("hnseg.evaluation.cli", "DSCagg / DSC / HD95 / MSD of predictions vs ground truth"),
-    "phantoms": ("hnseg.phantoms.cli", "write synthetic head-and-neck MRI phantoms"),
+    "evaluate": ("hnseg.evaluation.cli", "HNTS-MRG DSCagg/HD95, SegRap Dice + NSD, T-stage AUC of predictions vs ground truth"),
+    "phantoms": ("hnseg.phantoms.cli", "write synthetic head-and-neck MRI / CT(+MRI) phantoms"),
     "train": ("hnseg.training.cli", "convert a release, train nnU-Net folds, export weights"),
     "weights": ("hnseg.predict.weights_cli", "verify weights folders (sha256 manifest)"),
     "compare": ("hnseg.evaluation.compare_cli", "compare an output folder with an expected one (test.sh)"),

@@ -45,6 +45,10 @@ class GridMismatchError(HnsegError):
     """Two images that must share one voxel grid do not."""
 
 
+class ImageOverlapError(HnsegError):
+    """Two images that must show the same anatomy (e.g. CT and MRI) do not overlap in space."""
+
+
 class MaskLabelError(HnsegError):
     """A mask is not integer-valued or holds labels outside the task's label set."""
 
@@ -75,3 +79,7 @@ class DatasetLayoutError(HnsegError):
 
 class SettingsError(HnsegError):
     """A run setting (flag or environment variable) has an unusable value."""
+
+
+class OutputFormatError(HnsegError):
+    """Evaluation: a ground-truth or prediction file does not have the task's output format."""

@@ -14,13 +14,17 @@ from hnseg.errors import WeightsError
 from hnseg.interfaces.grand_challenge import discover_inputs
 from hnseg.load.case import Case, load_case
 from hnseg.postprocess.labels import label_image
+from hnseg.postprocess.nesting import enforce_nesting
 from hnseg.postprocess.prior_overlap import drop_components_without_prior
 from hnseg.predict.engine import Engine
 from hnseg.predict.weights import locate
 from hnseg.preprocess.channels import build_channels
 from hnseg.settings import PredictSettings, RunSettings
 from hnseg.tasks import TaskProfile, detect_task, get_task
+from hnseg.tasks.encoding import pieces_to_stack
+from hnseg.tasks.npc import TStageOutput
 from hnseg.write.outputs import write_outputs
+from hnseg.write.stack import stack_image
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +46,55 @@ class Segmenter:
             self.prior = self.prior.model_copy(update={"margin": tuple(settings.prior_margin)})
         self.overlap_rule = (meta.postprocess_prior_overlap if settings.prior_overlap_rule is None
                              else settings.prior_overlap_rule)
+        stacks = [o for o in task.outputs if o.kind == "binary-stack"]
+        if stacks and (meta.encoding is None or meta.encoding.structures != task.structures):
+            found = meta.encoding.structures if meta.encoding else "a plain label map"
+            raise WeightsError(f"{weights_folder}: {task.name} needs weights encoding the structures "
+                               f"{list(task.structures)}, found {found}")
+        if meta.encoding and (meta.encoding.mode == "regions") != self.engine.has_regions:
+            raise WeightsError(f"{weights_folder}: metadata says {meta.encoding.mode}, the nnU-Net "
+                               f"model is {'region' if self.engine.has_regions else 'label'}-based")
 
     def load(self, files: dict[str, Path]) -> Case:
         return load_case(self.task, files)
 
     def segment(self, case: Case) -> dict[str, object]:
+        """Output values by output slug: SimpleITK images (label map / 4D stack), JSON-able dicts."""
         t0 = time.perf_counter()
         channels = build_channels(case, self.engine.meta.channels, self.prior)
-        seg = self.engine.predict(channels, case.reference)
-        del channels
+        encoding = self.engine.meta.encoding
+        if encoding is None:
+            values = self._label_map_outputs(case, self.engine.predict(channels, case.reference))
+        elif encoding.mode == "regions":
+            values = self._stack_outputs(case, channels, self.engine.predict_regions(channels, case.reference))
+        else:
+            pieces = self.engine.predict(channels, case.reference)
+            values = self._stack_outputs(case, channels, pieces_to_stack(pieces, encoding))
+        log.info("segmented %s case in %.1f s", self.task.name, time.perf_counter() - t0)
+        return values
+
+    def _label_map_outputs(self, case: Case, seg) -> dict[str, object]:
         prior_ch = self.task.prior_channel
         if self.overlap_rule and prior_ch is not None:
             seg = drop_components_without_prior(seg, case.array(prior_ch.mask_socket),
                                                 labels=tuple(self.task.label_map.values()))
         out = label_image(seg, case.reference, self.task.label_map)
-        log.info("segmented %s case in %.1f s", self.task.name, time.perf_counter() - t0)
         return {o.slug: out for o in self.task.outputs if o.kind == "label-map"}
+
+    def _stack_outputs(self, case: Case, channels, stack) -> dict[str, object]:
+        """``stack`` (S, z, y, x) in the task's structure order → the task's stack / JSON outputs."""
+        structures = list(self.task.structures)
+        enforce_nesting(stack, structures, self.task.nested)
+        values: dict[str, object] = {}
+        for o in self.task.outputs:
+            if o.kind == "binary-stack":
+                values[o.slug] = stack_image(stack[[structures.index(s) for s in o.structures]],
+                                             case.reference)
+            elif o.kind == "json" and self.task.t_stage is not None:
+                tumor = stack[structures.index(self.task.t_stage.tumor)]
+                probs = self.engine.predict_t_stage(channels, case.reference, tumor)
+                values[o.slug] = TStageOutput.from_probabilities(probs).model_dump()
+        return values
 
 
 def run_grand_challenge(settings: RunSettings) -> list[Path]:

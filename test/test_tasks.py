@@ -22,8 +22,8 @@ OUTPUT_SLUG = "mri-head-neck-segmentation"
 
 
 # --- registry ------------------------------------------------------------------------------------
-def test_both_hntsmrg_tasks_registered():
-    assert set(TASKS) == {"hntsmrg-task1", "hntsmrg-task2"}
+def test_all_tasks_registered():
+    assert set(TASKS) == {"hntsmrg-task1", "hntsmrg-task2", "segrap-task1", "segrap-task2", "npc-targets"}
     assert get_task("hntsmrg-task1") is HNTSMRG_TASK1
     assert get_task("hntsmrg-task2") is HNTSMRG_TASK2
 
@@ -31,7 +31,8 @@ def test_both_hntsmrg_tasks_registered():
 def test_get_unknown_task_names_the_choices():
     with pytest.raises(TaskSelectionError) as exc:
         get_task("segrap")
-    assert str(exc.value) == "unknown task 'segrap': expected one of ['hntsmrg-task1', 'hntsmrg-task2']"
+    assert str(exc.value) == ("unknown task 'segrap': expected one of ['hntsmrg-task1', 'hntsmrg-task2', "
+                                "'npc-targets', 'segrap-task1', 'segrap-task2']")
     assert exc.value.name == "TaskSelectionError" and exc.value.exit_code == 2
 
 

@@ -5,6 +5,13 @@ Public API::
     evaluate_folders(gt_dir, pred_dir, labels={"GTVp": 1, "GTVn": 2}) -> EvaluationReport
     evaluate_pairs(pairs, labels) -> EvaluationReport   # pairs: CasePair or (case_id, gt, pred)
 
+SegRap-style 4D binary stacks (Dice + normalized surface Dice, see ``stacks``) and T-stage metrics
+(accuracy, one-vs-rest AUC, confusion matrix, see ``t_stage``)::
+
+    evaluate_stack_folders(gt_dir, pred_dir, task_profile) -> StackReport
+    evaluate_stack_arrays(gt, pred, spacing_zyx, structures, tolerances=None) -> list[dict]
+    t_stage_metrics(true, probs, classes) -> TStageMetrics
+
 See ``report`` for DSCagg and the handling of undefined values, ``metrics`` for per-case metrics
 (and how they relate to ``evalutils.stats``), ``matching`` for file pairing and grid handling.
 """
@@ -23,6 +30,8 @@ from tqdm import tqdm
 from hnseg.evaluation.matching import CasePair, align_to_reference, match_folders
 from hnseg.evaluation.metrics import label_map_metrics
 from hnseg.evaluation.report import CaseStructureResult, EvaluationReport, StructureSummary
+from hnseg.evaluation.stacks import StackReport, evaluate_stack_arrays, evaluate_stack_folders
+from hnseg.evaluation.t_stage import TStageMetrics, evaluate_t_stage_folders, t_stage_metrics
 from hnseg.errors import CaseMatchingError
 from hnseg.io.read import read_image
 
@@ -35,10 +44,16 @@ __all__ = [
     "CasePair",
     "CaseStructureResult",
     "EvaluationReport",
+    "StackReport",
     "StructureSummary",
+    "TStageMetrics",
     "evaluate_case",
     "evaluate_folders",
     "evaluate_pairs",
+    "evaluate_stack_arrays",
+    "evaluate_stack_folders",
+    "evaluate_t_stage_folders",
+    "t_stage_metrics",
 ]
 
 

@@ -13,9 +13,12 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from hnseg.errors import GridMismatchError, MaskLabelError, MissingInputError
+from hnseg.errors import GridMismatchError, ImageOverlapError, MaskLabelError, MissingInputError
 from hnseg.io.read import check_3d_scalar, check_finite, read_image
-from hnseg.load.grid import GridTolerance, describe_grid, grid_differences
+from hnseg.load.grid import GridTolerance, describe_grid, grid_differences, overlap_fraction
+
+# Least share of an image's extent that must lie inside the grid it is resampled onto.
+MIN_OVERLAP = 0.1
 from hnseg.tasks import TaskProfile
 
 log = logging.getLogger(__name__)
@@ -100,4 +103,26 @@ def load_case(
                     f"{'/'.join(diffs)} differ(s): expected {describe_grid(case.images[ref])}, found "
                     f"{describe_grid(case.images[socket.slug])}"
                 )
+    for socket in task.inputs:
+        if socket.resample_to and socket.slug in case.images:
+            _resample_onto(case, socket.slug, socket.resample_to, tol)
     return case
+
+
+def _resample_onto(case: Case, slug: str, target: str, tol: GridTolerance) -> None:
+    """Linear resampling of one image onto another's grid (identity transform: the two must already
+    be registered); refused when less than MIN_OVERLAP of it lies inside the target's extent."""
+    moving, fixed = case.images[slug], case.images[target]
+    if not grid_differences(fixed, moving, tol):
+        return
+    share = overlap_fraction(fixed, moving)
+    if share < MIN_OVERLAP:
+        raise ImageOverlapError(
+            f"{case.describe(slug)} must overlap {case.describe(target)} in space (registered images): "
+            f"expected at least {MIN_OVERLAP:.0%} of it inside, found {share:.1%}; grids: "
+            f"{describe_grid(moving)} vs {describe_grid(fixed)}"
+        )
+    log.info("%s resampled onto the grid of %s (%.0f%% of it inside)", slug, target, 100 * share)
+    case.images[slug] = sitk.Resample(moving, fixed, sitk.Transform(), sitk.sitkLinear, 0.0,
+                                      sitk.sitkFloat32)
+    case._arrays.pop(slug, None)

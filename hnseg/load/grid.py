@@ -39,3 +39,18 @@ def grid_differences(a: sitk.Image, b: sitk.Image, tol: GridTolerance = GridTole
 
 def same_grid(a: sitk.Image, b: sitk.Image, tol: GridTolerance = GridTolerance()) -> bool:
     return not grid_differences(a, b, tol)
+
+
+def world_box(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """Axis-aligned world bounding box (mm) of the image's voxel extent (voxel corners included)."""
+    size = np.array(image.GetSize(), dtype=float)
+    corners = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=float)
+    pts = np.array([image.TransformContinuousIndexToPhysicalPoint(tuple(c * size - 0.5)) for c in corners])
+    return pts.min(axis=0), pts.max(axis=0)
+
+
+def overlap_fraction(fixed: sitk.Image, moving: sitk.Image) -> float:
+    """Share of ``moving``'s world box that lies inside ``fixed``'s world box (0 … 1)."""
+    (a0, a1), (b0, b1) = world_box(fixed), world_box(moving)
+    inter = np.clip(np.minimum(a1, b1) - np.maximum(a0, b0), 0, None)
+    return float(np.prod(inter) / np.prod(b1 - b0))

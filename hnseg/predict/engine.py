@@ -27,6 +27,10 @@ def _quiet_nnunet_env() -> None:
     # nnU-Net warns at import when its path variables are unset; inference never uses them.
     for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         os.environ.setdefault(var, "/tmp/nnunet-unused")
+    # checkpoints of hnseg's own trainers name them; nnU-Net looks them up by class name
+    from hnseg.training.trainers import make_trainers_findable
+
+    make_trainers_findable()
 
 
 class Engine:
@@ -67,8 +71,7 @@ class Engine:
         log.info("loaded %s: %d fold(s) %s, configuration %s, device %s", self.meta.task, len(folds),
                  folds, self.meta.nnunet.configuration, device)
 
-    def predict(self, channels: np.ndarray, reference: sitk.Image) -> np.ndarray:
-        """Label map (z, y, x) uint8 on the reference grid from stacked channels (c, z, y, x)."""
+    def _prepare(self, channels: np.ndarray, reference: sitk.Image) -> dict:
         expected = (len(self.meta.channels),) + tuple(reversed(reference.GetSize()))
         if channels.shape != expected:
             raise ValueError(f"channels shape {channels.shape}, expected {expected}")
@@ -77,11 +80,41 @@ class Engine:
             self.settings.tta, self._checkpoint_axes, transpose, reference
         )
         self.predictor.use_mirroring = self.predictor.allowed_mirroring_axes is not None
-        props = {"spacing": list(reversed(reference.GetSpacing()))}
+        return {"spacing": list(reversed(reference.GetSpacing()))}
+
+    @property
+    def has_regions(self) -> bool:
+        return self.predictor.label_manager.has_regions
+
+    def predict(self, channels: np.ndarray, reference: sitk.Image) -> np.ndarray:
+        """Label map (z, y, x) uint8 on the reference grid from stacked channels (c, z, y, x)."""
+        props = self._prepare(channels, reference)
         seg = self.predictor.predict_single_npy_array(channels.astype(np.float32, copy=False), props)
         seg = np.asarray(seg)
-        if seg.shape != expected[1:]:
-            raise RuntimeError(f"nnU-Net returned shape {seg.shape}, expected {expected[1:]}")
+        if seg.shape != channels.shape[1:]:
+            raise RuntimeError(f"nnU-Net returned shape {seg.shape}, expected {channels.shape[1:]}")
         if seg.max(initial=0) > 255 or seg.min(initial=0) < 0:
             raise RuntimeError("label values outside uint8")
         return seg.astype(np.uint8, copy=False)
+
+    def predict_regions(self, channels: np.ndarray, reference: sitk.Image) -> np.ndarray:
+        """Region-based weights: (R, z, y, x) uint8 masks, sigmoid probability > 0.5 per region
+        (nnU-Net's own region threshold), in the dataset.json region order."""
+        if not self.has_regions:
+            raise WeightsError(f"{self.folder}: the model is not region-based")
+        props = self._prepare(channels, reference)
+        _, probs = self.predictor.predict_single_npy_array(
+            channels.astype(np.float32, copy=False), props, None, None, True
+        )
+        masks = np.asarray(probs) > 0.5
+        if masks.shape[1:] != channels.shape[1:]:
+            raise RuntimeError(f"nnU-Net returned shape {masks.shape}, expected (R, {channels.shape[1:]})")
+        return masks.astype(np.uint8)
+
+    def predict_t_stage(self, channels: np.ndarray, reference: sitk.Image, tumor: np.ndarray) -> np.ndarray:
+        """Class probabilities of the weights' T-stage head, pooled over the predicted tumor."""
+        from hnseg.training.trainers.stage_head import predict_t_stage
+
+        spacing_zyx = tuple(reversed(reference.GetSpacing()))
+        return predict_t_stage(self.predictor, channels.astype(np.float32, copy=False), spacing_zyx,
+                               tumor.astype(bool))

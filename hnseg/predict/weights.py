@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from hnseg.errors import WeightsError, WeightsIntegrityError
 from hnseg.preprocess.priors import PriorSpec
 from hnseg.tasks import ChannelSpec
+from hnseg.tasks.encoding import StructureEncoding
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,9 @@ class WeightsMetadata(BaseModel):
     channels: list[ChannelSpec]
     prior: PriorSpec | None = None
     labels: dict[str, int]
+    encoding: StructureEncoding | None = Field(
+        default=None, description="piece/region encoding of overlapping structures; None = label map"
+    )
     postprocess_prior_overlap: bool = Field(
         default=False, description="drop predicted components not touching the registered mask (task 2)"
     )

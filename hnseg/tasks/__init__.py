@@ -6,9 +6,13 @@ from collections.abc import Iterable
 
 from hnseg.errors import TaskSelectionError
 from hnseg.tasks.hntsmrg import HNTSMRG_TASK1, HNTSMRG_TASK2
+from hnseg.tasks.npc import NPC_TARGETS
 from hnseg.tasks.profiles import ChannelSpec, InputSocket, Label, OutputSocket, TaskProfile
+from hnseg.tasks.segrap import SEGRAP_TASK1, SEGRAP_TASK2
 
-TASKS: dict[str, TaskProfile] = {p.name: p for p in (HNTSMRG_TASK1, HNTSMRG_TASK2)}
+TASKS: dict[str, TaskProfile] = {
+    p.name: p for p in (HNTSMRG_TASK1, HNTSMRG_TASK2, SEGRAP_TASK1, SEGRAP_TASK2, NPC_TARGETS)
+}
 
 __all__ = [
     "TASKS", "TaskProfile", "InputSocket", "ChannelSpec", "Label", "OutputSocket",

@@ -28,6 +28,11 @@ class InputSocket(_Frozen):
     mask_labels: tuple[int, ...] | None = Field(
         default=None, description="allowed values of a mask socket (0 included)"
     )
+    resample_to: str | None = Field(
+        default=None,
+        description="slug of the socket onto whose grid this image is resampled when the grids differ "
+        "(refused when the two do not overlap in space)",
+    )
 
     @property
     def relative_path(self) -> str:
@@ -54,6 +59,13 @@ class Label(_Frozen):
     value: int = Field(ge=1, le=255)
 
 
+class TStageSpec(_Frozen):
+    """A T-stage classifier trained with the segmentation (features of the ``tumor`` region)."""
+
+    classes: tuple[str, ...]
+    tumor: str = Field(description="structure whose region the classifier pools features from")
+
+
 class OutputSocket(_Frozen):
     """One grand-challenge output interface."""
 
@@ -75,6 +87,13 @@ class TaskProfile(_Frozen):
     channels: tuple[ChannelSpec, ...]
     labels: tuple[Label, ...]
     outputs: tuple[OutputSocket, ...]
+    nested: tuple[tuple[str, str], ...] = Field(
+        default=(), description="(inner, outer) pairs: the output guarantees inner ⊂ outer voxel-wise"
+    )
+    task_groups: dict[str, tuple[str, ...]] = Field(
+        default_factory=dict, description="structure groups of the multi-task trainer (OAR, GTV, CTV …)"
+    )
+    t_stage: TStageSpec | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> "TaskProfile":
@@ -93,9 +112,26 @@ class TaskProfile(_Frozen):
         unknown = refs - known
         if unknown:
             raise ValueError(f"{self.name}: unknown sockets referenced: {sorted(unknown)}")
+        for s in self.inputs:
+            if s.resample_to and s.resample_to not in known:
+                raise ValueError(f"{self.name}: {s.slug} resamples to unknown socket {s.resample_to}")
         values = [lab.value for lab in self.labels]
         if values != list(range(1, len(values) + 1)):
             raise ValueError(f"{self.name}: label values must be 1..N in order, got {values}")
+        names = set(self.label_map)
+        named = [n for pair in self.nested for n in pair]
+        named += [n for group in self.task_groups.values() for n in group]
+        named += [self.t_stage.tumor] if self.t_stage else []
+        for o in self.outputs:
+            named += list(o.structures)
+            if o.kind == "json" and o.structures:
+                raise ValueError(f"{self.name}: json output {o.slug} cannot hold structures")
+        unknown_names = sorted(set(named) - names)
+        if unknown_names:
+            raise ValueError(f"{self.name}: unknown structures referenced: {unknown_names}")
+        grouped = [n for group in self.task_groups.values() for n in group]
+        if grouped and sorted(grouped) != sorted(names):
+            raise ValueError(f"{self.name}: task groups must hold every structure exactly once")
         return self
 
     # -- derived views -------------------------------------------------------------------------
@@ -120,6 +156,10 @@ class TaskProfile(_Frozen):
     @property
     def label_map(self) -> dict[str, int]:
         return {lab.name: lab.value for lab in self.labels}
+
+    @property
+    def structures(self) -> tuple[str, ...]:
+        return tuple(lab.name for lab in self.labels)
 
     @property
     def prior_channel(self) -> ChannelSpec | None:

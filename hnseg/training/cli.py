@@ -21,11 +21,17 @@ from pathlib import Path
 from hnseg.errors import SettingsError
 from hnseg.preprocess.priors import PriorSpec
 from hnseg.tasks import get_task
+from hnseg.tasks.encoding import StructureEncoding
 
 log = logging.getLogger(__name__)
 
 STEPS = ("convert", "plan", "train", "export")
-DEFAULT_DATASET_IDS = {"hntsmrg-task1": 801, "hntsmrg-task2": 802}
+DEFAULT_DATASET_IDS = {"hntsmrg-task1": 801, "hntsmrg-task2": 802, "segrap-task1": 803,
+                       "segrap-task2": 804, "npc-targets": 805}
+# the seeds' trainers: SegRap poster (Dice + focal, deep supervision), Grad-MTSeg (multi-task)
+DEFAULT_TRAINERS = {"segrap-task1": "nnUNetTrainerDiceFocal", "segrap-task2": "nnUNetTrainerDiceFocal",
+                    "npc-targets": "nnUNetTrainerHnsegMultiTask"}
+DEFAULT_ENCODINGS = {"npc-targets": "regions"}
 
 
 def _ints(text: str) -> list[int]:
@@ -34,7 +40,8 @@ def _ints(text: str) -> list[int]:
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", required=True)
-    p.add_argument("--release", type=Path, help="training release folder (HNTS-MRG layout)")
+    p.add_argument("--release", type=Path,
+                   help="training release folder (HNTS-MRG, SegRap or NPC layout, by task)")
     p.add_argument("--work", type=Path, required=True, help="nnU-Net raw/preprocessed/results folders go here")
     p.add_argument("--out", type=Path, help="weights folder to export to (e.g. weights/hntsmrg-task2)")
     p.add_argument("--dataset-id", type=int)
@@ -47,7 +54,13 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n-folds", type=int, default=5)
     p.add_argument("--planner", default="ExperimentPlanner",
                    help="nnU-Net planner class (the seed used nnUNetPlannerResEncM)")
-    p.add_argument("--trainer", default="nnUNetTrainer", help="nnU-Net trainer class name")
+    p.add_argument("--trainer", help="nnU-Net trainer class name (default per task: "
+                   f"{DEFAULT_TRAINERS}, else nnUNetTrainer)")
+    p.add_argument("--encoding", choices=["pieces", "regions"],
+                   help="overlapping structures as softmax pieces or sigmoid regions "
+                        f"(default per task: {DEFAULT_ENCODINGS}, else pieces)")
+    p.add_argument("--task-granularity", choices=["group", "structure"], default="group",
+                   help="multi-task trainer: one gradient task per structure group or per structure")
     p.add_argument("--configuration", default="3d_fullres")
     p.add_argument("--tiny", action="store_true", help="add and use a tiny CPU-trainable configuration")
     p.add_argument("--tiny-patch", default="32,64,64", help="tiny patch size z,y,x")
@@ -83,7 +96,11 @@ def run(args: argparse.Namespace) -> int:
         raise SettingsError("--release: the convert step needs the training release folder")
     if "export" in steps and args.out is None:
         raise SettingsError("--out: the export step needs the weights folder to write")
+    args.trainer = args.trainer or DEFAULT_TRAINERS.get(task.name, "nnUNetTrainer")
     dirs = set_nnunet_dirs(args.work)
+    from hnseg.training.trainers import make_trainers_findable
+
+    make_trainers_findable()  # export looks the trainer up by name too
     dataset_id = args.dataset_id or DEFAULT_DATASET_IDS.get(task.name)
     if dataset_id is None:
         raise SettingsError(f"--dataset-id: no default nnU-Net dataset id for {task.name}; give one")
@@ -95,12 +112,14 @@ def run(args: argparse.Namespace) -> int:
         raise SettingsError(f"{state_file}: the plan step has not run in this work folder")
 
     from hnseg.training.convert import convert, dataset_name
-    from hnseg.training.releases.hntsmrg import samples
+    from hnseg.training.releases import release_samples
 
     name = dataset_name(dataset_id, task)
     if "convert" in steps:
-        convert(task, samples(args.release, task.name), dirs["nnUNet_raw"], dataset_id, prior,
-                seed=args.seed, n_folds=args.n_folds)
+        convert(task, release_samples(args.release, task.name), dirs["nnUNet_raw"], dataset_id, prior,
+                seed=args.seed, n_folds=args.n_folds,
+                encoding_mode=args.encoding or DEFAULT_ENCODINGS.get(task.name, "pieces"),
+                task_granularity=args.task_granularity)
     if "plan" in steps:
         from hnseg.training.plans import plan_and_preprocess
 
@@ -133,7 +152,10 @@ def run(args: argparse.Namespace) -> int:
             **{k: fold_info[k] for k in ("epochs", "iterations_per_epoch", "batch_size", "device")},
             "seed": args.seed,
         }
+        conversion = json.loads((dirs["nnUNet_raw"] / name / "hnseg_conversion.json").read_text())
+        encoding = conversion.get("encoding")
         export_weights(task, results, folds, args.out, prior, args.trainer, state["plans_id"],
                        state["configuration"], name, training, demo=args.demo, note=args.note,
-                       postprocess_prior_overlap=args.prior_overlap_rule)
+                       postprocess_prior_overlap=args.prior_overlap_rule,
+                       encoding=StructureEncoding.model_validate(encoding) if encoding else None)
     return 0

@@ -17,6 +17,7 @@ from hnseg.predict.weights import METADATA_FILE, MODEL_DIR, NnunetInfo, WeightsM
 from hnseg.preprocess.channels import channels_for
 from hnseg.preprocess.priors import PriorSpec
 from hnseg.tasks import TaskProfile
+from hnseg.tasks.encoding import StructureEncoding
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def export_weights(
     demo: bool,
     note: str = "",
     postprocess_prior_overlap: bool = False,
+    encoding: StructureEncoding | None = None,
 ) -> Path:
     """Write ``out_dir`` (replaced atomically: built in a temp folder beside it, then renamed)."""
     import torch
@@ -82,6 +84,7 @@ def export_weights(
             channels=list(channels_for(task.channels, prior)),
             prior=prior,
             labels=task.label_map,
+            encoding=encoding,
             postprocess_prior_overlap=postprocess_prior_overlap,
             nnunet=NnunetInfo(configuration=configuration, plans=plans_id, trainer=trainer, folds=folds,
                               dataset_name=dataset_name),

@@ -72,4 +72,20 @@ def plan_and_preprocess(
     preprocessed = TINY if tiny is not None and tiny.get("spacing") else "3d_fullres"
     preprocess_dataset(dataset_id, plans_id, configurations=(preprocessed,), num_processes=[num_processes],
                        show_progress_bar=False)
+    _copy_case_labels(dataset_id)
     return plans_id, configuration
+
+
+def _copy_case_labels(dataset_id: int) -> None:
+    """Per-case T stages travel with the preprocessed data (the multi-task trainer reads them there)."""
+    import shutil
+
+    from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
+    from nnunetv2.utilities.dataset_name_id_conversion import convert_id_to_dataset_name
+
+    from hnseg.training.convert import T_STAGE_FILE
+
+    name = convert_id_to_dataset_name(dataset_id)
+    src = Path(nnUNet_raw) / name / T_STAGE_FILE
+    if src.is_file():
+        shutil.copy2(src, Path(nnUNet_preprocessed) / name / T_STAGE_FILE)

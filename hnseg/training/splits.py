@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hnseg.training.releases.hntsmrg import Sample
+from hnseg.training.releases.sample import Sample
 
 
 def grouped_kfold(samples: list[Sample], n_folds: int = 5, seed: int = 12345) -> list[dict[str, list[str]]]:

@@ -29,6 +29,8 @@ def train_fold(
     import torch
     from nnunetv2.paths import nnUNet_preprocessed
     from nnunetv2.run.run_training import get_trainer_from_args
+
+    from hnseg.training.trainers import make_trainers_findable
     from nnunetv2.utilities.dataset_name_id_conversion import convert_id_to_dataset_name
 
     if device == "cpu":
@@ -38,6 +40,7 @@ def train_fold(
     random.seed(seed + fold)
     np.random.seed(seed + fold)
     torch.manual_seed(seed + fold)
+    make_trainers_findable()
     t = get_trainer_from_args(str(dataset_id), configuration, fold, trainer, plans_id,
                               device=torch.device(device))
     if epochs is not None:

@@ -11,21 +11,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict
-
 from hnseg.errors import DatasetLayoutError
 from hnseg.tasks.hntsmrg import MID_T2, PRE_T2, REG_MASK
-
-
-class Sample(BaseModel):
-    """One training sample: input files by socket slug, label file, patient (split group)."""
-
-    model_config = ConfigDict(frozen=True)
-    name: str
-    patient: str
-    inputs: dict[str, Path]
-    label: Path
-    train_only: bool = False  # extra samples never used for validation (task-2 pre-RT samples)
+from hnseg.training.releases.sample import Sample
 
 
 def _files(root: Path, pid: str) -> dict[str, Path]:
