@@ -21,6 +21,7 @@ import io
 import math
 import os
 from collections.abc import Iterable, Sequence
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -74,7 +75,30 @@ class StructureSummary(_Model):
     note: str | None = None
 
 
-class EvaluationReport(_Model):
+class RowsReportMixin:
+    """JSON / CSV / table output of a report holding ``rows`` of one pydantic row model."""
+
+    ROW_MODEL: ClassVar[type[BaseModel]]
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return self.model_dump_json(indent=indent)
+
+    def write_json(self, path: str | os.PathLike) -> None:
+        write_json_atomic(self.model_dump(mode="json"), path)
+
+    def to_csv(self) -> str:
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=list(self.ROW_MODEL.model_fields), lineterminator="\n")
+        writer.writeheader()
+        for r in self.rows:
+            writer.writerow({k: ("" if v is None else v) for k, v in r.model_dump().items()})
+        return buf.getvalue()
+
+    def write_csv(self, path: str | os.PathLike) -> None:
+        write_text_atomic(self.to_csv(), path)
+
+
+class EvaluationReport(RowsReportMixin, _Model):
     labels: dict[str, int]
     n_cases: int
     case_ids: list[str]
@@ -120,25 +144,9 @@ class EvaluationReport(_Model):
                 return s.dsc_agg
         raise KeyError(structure)
 
+    ROW_MODEL: ClassVar[type[BaseModel]] = CaseStructureResult
+
     # ------------------------------------------------------------------ output
-    def to_json(self, indent: int | None = 2) -> str:
-        return self.model_dump_json(indent=indent)
-
-    def write_json(self, path: str | os.PathLike) -> None:
-        write_json_atomic(self.model_dump(mode="json"), path)
-
-    def to_csv(self) -> str:
-        buf = io.StringIO()
-        fields = list(CaseStructureResult.model_fields)
-        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
-        for r in self.rows:
-            writer.writerow({k: ("" if v is None else v) for k, v in r.model_dump().items()})
-        return buf.getvalue()
-
-    def write_csv(self, path: str | os.PathLike) -> None:
-        write_text_atomic(self.to_csv(), path)
-
     def to_table(self) -> str:
         return format_table(self)
 

@@ -30,12 +30,11 @@ spacing difference is a ``SpacingMismatchError``, any other grid difference a ``
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 from pathlib import Path
 
 import numpy as np
@@ -61,10 +60,10 @@ from hnseg.evaluation.matching import (
     strip_image_suffix,
 )
 from hnseg.evaluation.metrics import bounding_box
+from hnseg.evaluation.report import RowsReportMixin
 from hnseg.evaluation.surface_dice import normalized_surface_dice, segrap_tolerance
 from hnseg.evaluation.t_stage import TStageMetrics
 from hnseg.io.read import IMAGE_SUFFIXES, is_image_file, read_image
-from hnseg.io.write import write_json_atomic, write_text_atomic
 from hnseg.tasks.profiles import OutputSocket, TaskProfile
 
 log = logging.getLogger(__name__)
@@ -204,7 +203,7 @@ class StackCaseSummary(_Model):
     mean_nsd: float
 
 
-class StackReport(_Model):
+class StackReport(RowsReportMixin, _Model):
     task: str
     output_slug: str
     structures: list[str]
@@ -295,25 +294,9 @@ class StackReport(_Model):
                 return g
         raise KeyError(name)
 
+    ROW_MODEL: ClassVar[type[BaseModel]] = StackCaseStructureResult
+
     # ------------------------------------------------------------------ output
-    def to_json(self, indent: int | None = 2) -> str:
-        return self.model_dump_json(indent=indent)
-
-    def write_json(self, path: str | os.PathLike) -> None:
-        write_json_atomic(self.model_dump(mode="json"), path)
-
-    def to_csv(self) -> str:
-        buf = io.StringIO()
-        fields = list(StackCaseStructureResult.model_fields)
-        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
-        for r in self.rows:
-            writer.writerow({k: ("" if v is None else v) for k, v in r.model_dump().items()})
-        return buf.getvalue()
-
-    def write_csv(self, path: str | os.PathLike) -> None:
-        write_text_atomic(self.to_csv(), path)
-
     def to_table(self) -> str:
         return format_stack_table(self)
 

@@ -12,11 +12,14 @@ import numpy as np
 import SimpleITK as sitk
 
 from hnseg.io.write import write_image_atomic, write_json_atomic
-from hnseg.write.stack import stack_image, unstack  # noqa: F401  (unstack re-exported)
+from hnseg.write.stack import stack_image, unstack
 from hnseg.phantoms.ct_anatomy import CtPhantomCase
-from hnseg.phantoms.layouts import gc_image_name
+from hnseg.phantoms.layouts import write_socket_image
 from hnseg.tasks import get_task
 from hnseg.tasks import npc, segrap
+
+__all__ = ["CT_TASKS", "stack_masks", "unstack", "ground_truth_stack", "write_segrap_release",
+           "write_npc_release", "write_gc_case"]
 
 log = logging.getLogger(__name__)
 
@@ -128,19 +131,7 @@ def write_gc_case(case: CtPhantomCase, case_dir: str | os.PathLike, task: str,
         attr = SOCKET_ATTR[sock.slug]
         img = getattr(case, attr)
         img = _mr(img) if attr == "mri" else _ct(img)
-        folder = case_dir / "images" / sock.slug
-        fname = gc_image_name(case.case_id, sock.slug)
-        if folder.is_dir():
-            for old in folder.iterdir():
-                if old.is_file() and old.name != fname and old.name.lower().endswith(".mha"):
-                    log.warning("removing stale image %s", old)
-                    old.unlink()
-        write_image_atomic(img, folder / fname)
-        entries.append({
-            "socket": {"slug": sock.slug, "relative_path": sock.relative_path, "kind": "Image",
-                       "super_kind": "Image"},
-            "image": {"name": fname},
-        })
+        entries.append(write_socket_image(img, case_dir, case.case_id, sock.slug, "Image"))
     write_json_atomic(entries, case_dir / "inputs.json")
     if ground_truth_dir is not None:
         gt = Path(ground_truth_dir)

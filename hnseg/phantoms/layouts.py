@@ -62,6 +62,21 @@ def gc_image_name(case_id: str, slug: str) -> str:
     return f"{uuid.uuid5(_UUID_NAMESPACE, f'{case_id}/{slug}')}.mha"
 
 
+def write_socket_image(img: sitk.Image, case_dir: Path, case_id: str, slug: str, kind: str) -> dict:
+    """``case_dir/images/<slug>/<uuid>.mha`` (stale images of the socket removed); returns the
+    socket's ``inputs.json`` entry."""
+    folder = Path(case_dir) / "images" / slug
+    fname = gc_image_name(case_id, slug)
+    if folder.is_dir():
+        for old in folder.iterdir():
+            if old.is_file() and old.name != fname and old.name.lower().endswith(".mha"):
+                log.warning("removing stale image %s", old)
+                old.unlink()
+    write_image_atomic(img, folder / fname)
+    return {"socket": {"slug": slug, "relative_path": f"images/{slug}", "kind": kind, "super_kind": "Image"},
+            "image": {"name": fname}}
+
+
 def write_gc_case(case: MriPhantomCase, case_dir: str | os.PathLike, task: str,
                   ground_truth_path: str | os.PathLike | None = None) -> Path:
     """Grand-challenge input layout: ``case_dir/inputs.json`` + ``case_dir/images/<slug>/<uuid>.mha``
@@ -78,19 +93,8 @@ def write_gc_case(case: MriPhantomCase, case_dir: str | os.PathLike, task: str,
         is_mask = kinds.get(slug) == "mask" or slug in _MASK_SOCKETS
         img = getattr(case, SOCKET_ATTR[slug])
         img = _as_mask(img) if is_mask else _as_image(img)
-        folder = case_dir / "images" / slug
-        fname = gc_image_name(case.case_id, slug)
-        if folder.is_dir():
-            for old in folder.iterdir():
-                if old.is_file() and old.name != fname and old.name.lower().endswith(".mha"):
-                    log.warning("removing stale image %s", old)
-                    old.unlink()
-        write_image_atomic(img, folder / fname)
-        entries.append({
-            "socket": {"slug": slug, "relative_path": f"images/{slug}",
-                       "kind": "Segmentation" if is_mask else "Image", "super_kind": "Image"},
-            "image": {"name": fname},
-        })
+        entries.append(write_socket_image(img, case_dir, case.case_id, slug,
+                                          "Segmentation" if is_mask else "Image"))
     write_json_atomic(entries, case_dir / "inputs.json")
     if ground_truth_path is not None:
         gt = getattr(case, TASK_GROUND_TRUTH[profile.name])
