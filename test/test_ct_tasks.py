@@ -224,3 +224,16 @@ def _assert_named_failure(res, error: str, mention: list[str], out) -> None:
     for m in mention:
         assert m in line
     assert nothing_written(out)
+
+
+def test_left_right_mirroring_rule_for_lateralised_labels():
+    from hnseg.training.trainers.dice_focal import nnUNetTrainerDiceFocal
+    from hnseg.training.trainers.lateral import lateralised
+    from hnseg.training.trainers.multitask import nnUNetTrainerHnsegMultiTask
+
+    assert lateralised(get_task("segrap-task1").structures)          # Parotid_L … → no LR mirroring
+    assert lateralised(["background", "Brain", "Eye_L+Lens_L"])      # piece names count too
+    assert not lateralised(["background", "GTVp", "GTVnd"])          # task 2 keeps nnU-Net's mirroring
+    assert not lateralised(["LARYNX", "Lens"])
+    assert nnUNetTrainerDiceFocal.exclude_left_right_mirroring is None   # decided by the labels
+    assert nnUNetTrainerHnsegMultiTask.exclude_left_right_mirroring is True

@@ -59,3 +59,29 @@ def evaluate_segmenter(segmenter, cases, task_name: str = "hntsmrg-task2", subse
         if subsets is None:
             return report(None)
         return {name: report(fn) for name, fn in subsets.items()}
+
+
+HELDOUT_CT_SEED = 9000  # CT training phantoms use seeds 0…N-1 (hnseg phantoms --seed 0)
+
+
+def heldout_ct_cases(n: int = 12):
+    from hnseg.phantoms.ct_anatomy import make_ct_case
+
+    return [make_ct_case(HELDOUT_CT_SEED + i, f"{HELDOUT_CT_SEED + i:04d}") for i in range(n)]
+
+
+def evaluate_stack_segmenter(segmenter, cases, task_name: str):
+    """Run ``segmenter`` on each CT phantom (grand-challenge layout) and score the 4D outputs (and
+    the T stage) with ``hnseg evaluate``'s SegRap metrics; returns the ``StackReport``."""
+    from hnseg.evaluation import evaluate_stack_folders
+    from hnseg.interfaces.grand_challenge import discover_inputs
+    from hnseg.phantoms.ct_layouts import write_gc_case as write_ct_gc_case
+    from hnseg.write.outputs import write_outputs
+
+    with tempfile.TemporaryDirectory(prefix="hnseg-heldout-ct-") as tmp:
+        work = Path(tmp)
+        for c in cases:
+            write_ct_gc_case(c, work / "in" / c.case_id, task_name, ground_truth_dir=work / "gt")
+            out = segmenter.segment(segmenter.load(discover_inputs(work / "in" / c.case_id)))
+            write_outputs(work / "pred" / c.case_id, segmenter.task, out)
+        return evaluate_stack_folders(work / "gt", work / "pred", segmenter.task, progress=False)

@@ -1,6 +1,7 @@
 """``nnUNetTrainerDiceFocal``: nnU-Net with soft Dice + focal loss (γ = 2), the SegRap seed poster's loss.
 
-Only the loss changes (``_build_loss``); network, augmentation, mirroring and everything else are
+Only the loss changes (``_build_loss``) — plus no left-right mirroring for lateralised labels, which
+mirroring would swap (Parotid_L ↔ Parotid_R); network, augmentation and everything else are
 nnU-Net's, so ``hnseg.training.export._inference_trainer_name`` stores plain ``nnUNetTrainer`` in
 exported checkpoints.
 
@@ -35,6 +36,8 @@ from nnunetv2.training.loss.deep_supervision import DeepSupervisionWrapper
 from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.helpers import softmax_helper_dim1
+
+from hnseg.training.trainers.lateral import NoLeftRightMirroringMixin
 
 __all__ = ["FocalLoss", "DiceFocalLoss", "nnUNetTrainerDiceFocal", "deep_supervision_weights"]
 
@@ -146,8 +149,11 @@ def deep_supervision_weights(trainer: nnUNetTrainer) -> np.ndarray:
     return weights / weights.sum()
 
 
-class nnUNetTrainerDiceFocal(nnUNetTrainer):
-    """nnU-Net trainer whose loss is soft Dice + focal (γ = 2); overrides ``_build_loss`` only."""
+class nnUNetTrainerDiceFocal(NoLeftRightMirroringMixin, nnUNetTrainer):
+    """nnU-Net trainer whose loss is soft Dice + focal (γ = 2); overrides ``_build_loss``, and drops
+    left-right mirroring when the dataset has lateralised labels (``_L`` / ``_R``: SegRap OARs)."""
+
+    exclude_left_right_mirroring = None  # decided by the labels
 
     focal_gamma: float = 2.0
 

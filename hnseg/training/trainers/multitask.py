@@ -81,6 +81,7 @@ from nnunetv2.utilities.helpers import dummy_context
 
 from hnseg.training.gradient_surgery import apply_surgery
 from hnseg.training.trainers.dice_focal import deep_supervision_weights
+from hnseg.training.trainers.lateral import NoLeftRightMirroringMixin, left_right_patch_axis  # noqa: F401
 from hnseg.training.trainers.stage_head import N_STAGE_CLASSES, StagedNetwork, region_names
 
 __all__ = ["TaskLayout", "task_layout", "left_right_patch_axis", "nnUNetTrainerHnsegMultiTask",
@@ -160,22 +161,11 @@ def task_layout(dataset_json: dict) -> TaskLayout:
                       tumor_channel=regions.index(tumor), regions=regions)
 
 
-def left_right_patch_axis(transpose_forward, patch_dim: int) -> int | None:
-    """The patch axis that runs left-right (see the module doc), or None when a 2D patch does not
-    contain it."""
-    vol_axis = list(transpose_forward).index(2)
-    if patch_dim == 3:
-        return vol_axis
-    if patch_dim == 2:
-        return vol_axis - 1 if vol_axis >= 1 else None
-    raise ValueError(f"patch dimension must be 2 or 3, got {patch_dim}")
-
-
 def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-class nnUNetTrainerHnsegMultiTask(nnUNetTrainer):
+class nnUNetTrainerHnsegMultiTask(NoLeftRightMirroringMixin, nnUNetTrainer):
     """Region-based nnU-Net + per-task losses + hierarchical gradient surgery + T-stage head.
 
     Overrides: ``__init__`` (state), ``initialize`` (task layout, T-stage file, losses),
@@ -278,20 +268,6 @@ class nnUNetTrainerHnsegMultiTask(nnUNetTrainer):
             if missing:
                 raise KeyError(f"{self._t_stage_file} has no T stage for training cases {missing}")
         return dataset_tr, dataset_val
-
-    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
-        rotation, dummy_2d, initial_patch_size, mirror_axes = \
-            super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
-        tf = list(self.plans_manager.transpose_forward)
-        lr = left_right_patch_axis(tf, len(self.configuration_manager.patch_size))
-        if tf != [0, 1, 2]:
-            self.print_to_log_file(f"transpose_forward is {tf}, not identity: the left-right (input x) axis is "
-                                   f"patch axis {lr}")
-        if mirror_axes is not None and lr is not None:
-            mirror_axes = tuple(a for a in mirror_axes if a != lr)
-        self.inference_allowed_mirroring_axes = mirror_axes
-        self.print_to_log_file(f"mirror axes without left-right axis {lr}: {mirror_axes}")
-        return rotation, dummy_2d, initial_patch_size, mirror_axes
 
     # ---- training --------------------------------------------------------------------------------
 
