@@ -46,8 +46,7 @@ class Segmenter:
             self.prior = self.prior.model_copy(update={"margin": tuple(settings.prior_margin)})
         self.overlap_rule = (meta.postprocess_prior_overlap if settings.prior_overlap_rule is None
                              else settings.prior_overlap_rule)
-        stacks = [o for o in task.outputs if o.kind == "binary-stack"]
-        if stacks and (meta.encoding is None or meta.encoding.structures != task.structures):
+        if task.stack_output is not None and (meta.encoding is None or meta.encoding.structures != task.structures):
             found = meta.encoding.structures if meta.encoding else "a plain label map"
             raise WeightsError(f"{weights_folder}: {task.name} needs weights encoding the structures "
                                f"{list(task.structures)}, found {found}")

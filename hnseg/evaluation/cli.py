@@ -77,10 +77,10 @@ def run(args: argparse.Namespace) -> int:
     task_name = getattr(args, "task", None)
     labels = getattr(args, "labels", None)
     if task_name:
-        from hnseg.evaluation.stacks import evaluate_stack_folders, stack_output
+        from hnseg.evaluation.stacks import evaluate_stack_folders
 
         task = get_task(task_name)
-        if stack_output(task) is not None:
+        if task.stack_output is not None:
             if labels is not None:
                 raise SettingsError(
                     f"--labels applies to label-map evaluation only; task {task.name} writes a 4D "

@@ -99,9 +99,13 @@ def collect_cases(folder: str | os.PathLike, role: str) -> dict[str, Path]:
             by_id[d.name] = images
     dupes = {k: v for k, v in by_id.items() if len(v) > 1}
     if dupes:
-        detail = "; ".join(f"id {k!r}: {', '.join(str(p) for p in v)}" for k, v in sorted(dupes.items()))
-        raise CaseMatchingError(f"{role} folder {folder}: duplicate case ids ({detail})")
+        raise_duplicate_ids(folder, role, dupes)
     return {k: v[0] for k, v in by_id.items()}
+
+
+def raise_duplicate_ids(folder, role: str, dupes: dict[str, list[Path]]) -> None:
+    detail = "; ".join(f"id {k!r}: {', '.join(str(p) for p in v)}" for k, v in sorted(dupes.items()))
+    raise CaseMatchingError(f"{role} folder {folder}: duplicate case ids ({detail})")
 
 
 def _id_sort_key(case_id: str) -> tuple[int, int | str]:
@@ -140,10 +144,10 @@ def _geometry_differs(a: sitk.Image, b: sitk.Image) -> list[str]:
     return diffs
 
 
-def align_to_reference(
+def check_spacing(
     gt: sitk.Image, pred: sitk.Image, case_id: str, gt_path: Path | str, pred_path: Path | str
-) -> tuple[sitk.Image, bool]:
-    """Return the prediction on the GT grid and whether it had to be resampled."""
+) -> None:
+    """A prediction must have the GT's spacing (it is never resampled across spacings)."""
     gs, ps = gt.GetSpacing(), pred.GetSpacing()
     if len(gs) != len(ps) or any(abs(x - y) > SPACING_TOLERANCE for x, y in zip(gs, ps)):
         raise SpacingMismatchError(
@@ -151,6 +155,13 @@ def align_to_reference(
             f"{gt_path} has spacing {tuple(gs)} (tolerance {SPACING_TOLERANCE:g} per axis); "
             f"predictions must be written on the ground-truth grid"
         )
+
+
+def align_to_reference(
+    gt: sitk.Image, pred: sitk.Image, case_id: str, gt_path: Path | str, pred_path: Path | str
+) -> tuple[sitk.Image, bool]:
+    """Return the prediction on the GT grid and whether it had to be resampled."""
+    check_spacing(gt, pred, case_id, gt_path, pred_path)
     diffs = _geometry_differs(gt, pred)
     if not diffs:
         return pred, False

@@ -47,16 +47,16 @@ from hnseg.errors import (
     GridMismatchError,
     ImageDimensionError,
     MaskLabelError,
-    SpacingMismatchError,
     TaskSelectionError,
 )
 from hnseg.evaluation.matching import (
-    GEOMETRY_TOLERANCE,
-    SPACING_TOLERANCE,
     CasePair,
+    _geometry_differs,
     _id_sort_key,
     _images_below,
     case_id_from_filename,
+    check_spacing,
+    raise_duplicate_ids,
     strip_image_suffix,
 )
 from hnseg.evaluation.metrics import bounding_box
@@ -65,6 +65,7 @@ from hnseg.evaluation.surface_dice import normalized_surface_dice, segrap_tolera
 from hnseg.evaluation.t_stage import TStageMetrics
 from hnseg.io.read import IMAGE_SUFFIXES, is_image_file, read_image
 from hnseg.tasks.profiles import OutputSocket, TaskProfile
+from hnseg.write.stack import stack_grid
 
 log = logging.getLogger(__name__)
 
@@ -315,11 +316,6 @@ def _group_of(task: TaskProfile) -> dict[str, str]:
 # --------------------------------------------------------------------------------------------------
 
 
-def stack_output(task: TaskProfile) -> OutputSocket | None:
-    """The task's first binary-stack output socket (``None`` for label-map tasks)."""
-    return next((o for o in task.outputs if o.kind == "binary-stack"), None)
-
-
 def _case_folder_image(d: Path, slug: str | None, role: str) -> Path:
     """The stack image of one grand-challenge case folder: the single image in ``images/<slug>/``
     when that folder exists, else the single image anywhere below ``d``."""
@@ -368,24 +364,6 @@ def _by_id(
     return {k: v[0] for k, v in by.items()}, {k: v for k, v in by.items() if len(v) > 1}
 
 
-def _raise_dupes(folder, role: str, dupes: dict[str, list[Path]]) -> None:
-    detail = "; ".join(f"id {k!r}: {', '.join(str(p) for p in v)}" for k, v in sorted(dupes.items()))
-    raise CaseMatchingError(f"{role} folder {folder}: duplicate case ids ({detail})")
-
-
-def collect_stack_cases(
-    folder: str | os.PathLike, role: str, slug: str | None = None, full_ids: bool = False
-) -> dict[str, Path]:
-    """Map case id → 4D stack file of one folder (flat files, or case folders with
-    ``images/<slug>/output.mha``); ``role`` goes into error messages. Flat file ids are the text
-    before the first ``_`` (as ``matching``), or the whole stem with ``full_ids``."""
-    found = _stack_files(folder, role, slug)
-    cases, dupes = _by_id(found, full_ids)
-    if dupes:
-        _raise_dupes(folder, role, dupes)
-    return cases
-
-
 def match_stack_folders(
     gt_dir: str | os.PathLike, pred_dir: str | os.PathLike, slug: str | None = None
 ) -> list[CasePair]:
@@ -400,9 +378,9 @@ def match_stack_folders(
     gt_full, gt_full_dupes = _by_id(gt_found, True)
     pred_full, pred_full_dupes = _by_id(pred_found, True)
     if gt_full_dupes:
-        _raise_dupes(gt_dir, "ground truth", gt_full_dupes)
+        raise_duplicate_ids(gt_dir, "ground truth", gt_full_dupes)
     if pred_full_dupes:
-        _raise_dupes(pred_dir, "prediction", pred_full_dupes)
+        raise_duplicate_ids(pred_dir, "prediction", pred_full_dupes)
     gt_lead, gt_lead_dupes = _by_id(gt_found, False)
     pred_lead, pred_lead_dupes = _by_id(pred_found, False)
     if set(gt_full) == set(pred_full):
@@ -433,17 +411,6 @@ def match_stack_folders(
     return [CasePair(k, gt[k], pred[k]) for k in sorted(gt, key=_id_sort_key)]
 
 
-def _grid3(image: sitk.Image) -> tuple[tuple[int, ...], tuple[float, ...], ...]:
-    """(size, spacing, origin, direction) of the 3D grid of a 4D stack."""
-    d = np.reshape(image.GetDirection(), (4, 4))[:3, :3]
-    return (
-        tuple(image.GetSize()[:3]),
-        tuple(image.GetSpacing()[:3]),
-        tuple(image.GetOrigin()[:3]),
-        tuple(float(v) for v in d.ravel()),
-    )
-
-
 def read_stack(path: Path, what: str, structures: Sequence[str]) -> tuple[sitk.Image, np.ndarray]:
     """Read a 4D 0/1 stack with one volume per structure; named errors otherwise."""
     image = read_image(path, what)
@@ -472,21 +439,9 @@ def read_stack(path: Path, what: str, structures: Sequence[str]) -> tuple[sitk.I
 
 def check_same_grid(gt: sitk.Image, pred: sitk.Image, case_id: str, gt_path: Path, pred_path: Path) -> None:
     """Refuse a prediction whose 3D grid differs from the GT's (no silent resampling)."""
-    g_size, g_sp, g_or, g_dir = _grid3(gt)
-    p_size, p_sp, p_or, p_dir = _grid3(pred)
-    if any(abs(a - b) > SPACING_TOLERANCE for a, b in zip(g_sp, p_sp)):
-        raise SpacingMismatchError(
-            f"case {case_id}: prediction {pred_path} has spacing {p_sp} but ground truth {gt_path} "
-            f"has spacing {g_sp} (tolerance {SPACING_TOLERANCE:g} per axis); predictions must be "
-            f"written on the ground-truth grid"
-        )
-    diffs = []
-    if g_size != p_size:
-        diffs.append(f"size {p_size} vs {g_size}")
-    if not np.allclose(g_or, p_or, rtol=0, atol=GEOMETRY_TOLERANCE):
-        diffs.append(f"origin {p_or} vs {g_or}")
-    if not np.allclose(g_dir, p_dir, rtol=0, atol=GEOMETRY_TOLERANCE):
-        diffs.append(f"direction {p_dir} vs {g_dir}")
+    g3, p3 = stack_grid(gt), stack_grid(pred)
+    check_spacing(g3, p3, case_id, gt_path, pred_path)
+    diffs = _geometry_differs(g3, p3)
     if diffs:
         raise GridMismatchError(
             f"case {case_id}: prediction {pred_path} is not on the ground-truth grid of {gt_path} "
@@ -502,7 +457,7 @@ def evaluate_stack_case(
     tolerances: Mapping[str, float] | float | None = None,
 ) -> list[StackCaseStructureResult]:
     """Read one GT/prediction stack pair and compute Dice/NSD for every structure."""
-    socket = socket or stack_output(task)
+    socket = socket or task.stack_output
     structures = list(socket.structures)
     gt_img, gt = read_stack(pair.gt, f"ground truth of case {pair.case_id}", structures)
     pred_img, pred = read_stack(pair.pred, f"prediction of case {pair.case_id}", structures)
@@ -542,7 +497,7 @@ def evaluate_stack_folders(
     """Evaluate the 4D stacks of two folders for a binary-stack task (and its T stage, when the task
     has a T-stage output and ``gt_dir`` holds ``<case>_t-stage.json`` files)."""
     task = resolve_task(task_profile)
-    socket = stack_output(task)
+    socket = task.stack_output
     if socket is None:
         raise TaskSelectionError(
             f"task {task.name} has no binary-stack output (outputs: "

@@ -28,6 +28,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hnseg.errors import CaseMatchingError, OutputFormatError
+from hnseg.evaluation.report import _fmt
 from hnseg.tasks.npc import OUTPUT_T_STAGE, T_STAGES, TStageOutput
 
 AUC_DEFINITION = (
@@ -300,10 +301,6 @@ def evaluate_t_stage_folders(
 # --------------------------------------------------------------------------------------------------
 # table
 # --------------------------------------------------------------------------------------------------
-
-
-def _fmt(v: float | None, digits: int = 4) -> str:
-    return "-" if v is None else f"{v:.{digits}f}"
 
 
 def format_t_stage_table(m: TStageMetrics) -> str:

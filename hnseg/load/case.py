@@ -16,12 +16,12 @@ import SimpleITK as sitk
 from hnseg.errors import GridMismatchError, ImageOverlapError, MaskLabelError, MissingInputError
 from hnseg.io.read import check_3d_scalar, check_finite, read_image
 from hnseg.load.grid import GridTolerance, describe_grid, grid_differences, overlap_fraction
-
-# Least share of an image's extent that must lie inside the grid it is resampled onto.
-MIN_OVERLAP = 0.1
 from hnseg.tasks import TaskProfile
 
 log = logging.getLogger(__name__)
+
+# Least share of an image's extent that must lie inside the grid it is resampled onto.
+MIN_OVERLAP = 0.1
 
 _INTEGER_PIXELS = {
     sitk.sitkUInt8, sitk.sitkInt8, sitk.sitkUInt16, sitk.sitkInt16,

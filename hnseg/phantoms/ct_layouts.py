@@ -14,7 +14,7 @@ import SimpleITK as sitk
 from hnseg.io.write import write_image_atomic, write_json_atomic
 from hnseg.write.stack import stack_image, unstack
 from hnseg.phantoms.ct_anatomy import CtPhantomCase
-from hnseg.phantoms.layouts import write_socket_image
+from hnseg.phantoms.layouts import _as_image as _mr, _as_mask as _mask, write_socket_image
 from hnseg.tasks import get_task
 from hnseg.tasks import npc, segrap
 
@@ -48,16 +48,8 @@ def _padded(case_id: str) -> str:
     return case_id.zfill(4) if case_id.isdigit() else case_id
 
 
-def _mask(img: sitk.Image) -> sitk.Image:
-    return img if img.GetPixelID() == sitk.sitkUInt8 else sitk.Cast(img, sitk.sitkUInt8)
-
-
 def _ct(img: sitk.Image) -> sitk.Image:
     return img if img.GetPixelID() == sitk.sitkInt16 else sitk.Cast(img, sitk.sitkInt16)
-
-
-def _mr(img: sitk.Image) -> sitk.Image:
-    return img if img.GetPixelID() == sitk.sitkFloat32 else sitk.Cast(img, sitk.sitkFloat32)
 
 
 def write_segrap_release(cases: Iterable[CtPhantomCase], root: str | os.PathLike) -> Path:
@@ -99,17 +91,12 @@ def write_npc_release(cases: Iterable[CtPhantomCase], root: str | os.PathLike) -
 # grand-challenge layout
 
 
-def _stack_output(profile):
-    outs = [o for o in profile.outputs if o.kind == "binary-stack"]
-    if len(outs) != 1:
-        raise ValueError(f"{profile.name}: expected one binary-stack output, found {len(outs)}")
-    return outs[0]
-
-
 def ground_truth_stack(case: CtPhantomCase, task: str) -> sitk.Image:
     """The task's binary-stack output for ``case`` (structures in the output socket's order)."""
     profile = get_task(getattr(task, "name", task))
-    out = _stack_output(profile)
+    out = profile.stack_output
+    if out is None:
+        raise ValueError(f"{profile.name}: expected a binary-stack output, found none")
     masks = [sitk.GetArrayViewFromImage(case.structures[n]) for n in out.structures]
     return stack_masks(masks, case.ct)
 

@@ -158,6 +158,11 @@ class TaskProfile(_Frozen):
         return {lab.name: lab.value for lab in self.labels}
 
     @property
+    def stack_output(self) -> OutputSocket | None:
+        """The first 4D binary-stack output socket (None for label-map tasks)."""
+        return next((o for o in self.outputs if o.kind == "binary-stack"), None)
+
+    @property
     def structures(self) -> tuple[str, ...]:
         return tuple(lab.name for lab in self.labels)
 

@@ -24,13 +24,18 @@ def stack_image(masks: np.ndarray, reference: sitk.Image) -> sitk.Image:
     return image
 
 
-def unstack(image: sitk.Image) -> tuple[np.ndarray, sitk.Image]:
-    """4D stack → ((S, z, y, x) uint8 array, an empty 3D image carrying the grid)."""
+def stack_grid(image: sitk.Image) -> sitk.Image:
+    """An empty 3D image carrying the grid of a 4D stack (its first three axes)."""
     if image.GetDimension() != 4:
         raise ValueError(f"expected a 4D image, found {image.GetDimension()}D")
-    array = sitk.GetArrayFromImage(image)
     ref = sitk.Image(list(image.GetSize()[:3]), sitk.sitkUInt8)
     ref.SetSpacing(image.GetSpacing()[:3])
     ref.SetOrigin(image.GetOrigin()[:3])
     ref.SetDirection(tuple(np.reshape(image.GetDirection(), (4, 4))[:3, :3].ravel()))
-    return array, ref
+    return ref
+
+
+def unstack(image: sitk.Image) -> tuple[np.ndarray, sitk.Image]:
+    """4D stack → ((S, z, y, x) uint8 array, an empty 3D image carrying the grid)."""
+    ref = stack_grid(image)
+    return sitk.GetArrayFromImage(image), ref

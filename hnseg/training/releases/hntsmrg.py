@@ -60,7 +60,5 @@ def samples(root: Path, task: str) -> list[Sample]:
         else:
             raise DatasetLayoutError(f"the HNTS-MRG release has no samples for task {task!r}")
     for s in out:
-        for p in [*s.inputs.values(), s.label]:
-            if not p.is_file():
-                raise DatasetLayoutError(f"patient {s.patient}: expected {p}, found no such file")
+        s.check_files(f"patient {s.patient}")
     return out

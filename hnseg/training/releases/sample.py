@@ -6,6 +6,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from hnseg.errors import DatasetLayoutError
+
 
 class Sample(BaseModel):
     """Input files by socket slug, the label (one label map, or one binary mask per structure),
@@ -29,3 +31,9 @@ class Sample(BaseModel):
     @property
     def files(self) -> list[Path]:
         return [*self.inputs.values(), *([self.label] if self.label else []), *self.structures.values()]
+
+    def check_files(self, owner: str) -> None:
+        """Every file of the sample exists; ``owner`` (e.g. "patient 12") names it in the error."""
+        for p in self.files:
+            if not p.is_file():
+                raise DatasetLayoutError(f"{owner}: expected {p}, found no such file")

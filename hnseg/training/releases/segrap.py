@@ -63,8 +63,6 @@ def samples(root: Path, task: str) -> list[Sample]:
             structures={s: folder / f"{s}.nii.gz" for s in profile.structures},
             t_stage=_t_stage(folder / T_STAGE_FILE, profile.t_stage.classes) if profile.t_stage else None,
         )
-        for p in sample.files:
-            if not p.is_file():
-                raise DatasetLayoutError(f"case {folder.name}: expected {p}, found no such file")
+        sample.check_files(f"case {folder.name}")
         out.append(sample)
     return out
