@@ -23,6 +23,10 @@ RUN python -m venv /opt/venv \
 
 # ---- runtime stage
 FROM ${BASE_IMAGE}
+# TASK: the task this image runs when its inputs fit several (SegRap task 1 and 2 share their
+# sockets). grand-challenge passes no settings, so an image for one phase names its task here
+# (./build.sh --task segrap-task2); empty = chosen from the input sockets (HNSEG_TASK unset).
+ARG TASK=""
 LABEL org.opencontainers.image.title="hnseg" \
       org.opencontainers.image.description="Head-and-neck RT target segmentation (HNTS-MRG 2024), nnU-Net v2 ensemble" \
       org.opencontainers.image.licenses="Apache-2.0"
@@ -43,7 +47,8 @@ ENV PATH=/opt/venv/bin:${PATH} \
     nnUNet_results=/tmp/nnunet/results \
     HNSEG_INPUT=/input \
     HNSEG_OUTPUT=/output \
-    HNSEG_MODEL_DIR=/opt/ml/model
+    HNSEG_MODEL_DIR=/opt/ml/model \
+    HNSEG_TASK=${TASK}
 
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /opt/hnseg

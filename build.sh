@@ -2,13 +2,15 @@
 # Build and tag the hnseg algorithm image (linux/amd64).
 #
 #   ./build.sh [--tag NAME:TAG] [--base IMAGE] [--local-wheels DIR] [--torch-requirements FILE]
-#              [-- EXTRA DOCKER BUILD ARGS…]
+#              [--task TASK] [-- EXTRA DOCKER BUILD ARGS…]
 #
 #   --tag                image name (default: $HNSEG_IMAGE or hnseg:latest; also tagged hnseg:<version>)
 #   --base               BASE_IMAGE build arg (default: the pinned python:3.11 slim image in Dockerfile)
 #   --local-wheels DIR   install every dependency from the wheel files in DIR (a folder inside this
 #                        repository, e.g. .wheels) instead of the package index: air-gapped builds
 #   --torch-requirements FILE   torch/torchvision pins (default requirements-torch-cuda12.txt)
+#   --task TASK          bake HNSEG_TASK=TASK into the image: the task it runs when the inputs fit
+#                        several (an image for SegRap task 1 or task 2; grand-challenge passes no flags)
 #   Any argument after -- goes to `docker build` unchanged (e.g. --build-arg X=Y, --no-cache).
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -28,8 +30,13 @@ while [ $# -gt 0 ]; do
     --torch-requirements)
       [ -f "$2" ] || { echo "build.sh: --torch-requirements $2: no such file" >&2; exit 2; }
       ARGS+=(--build-arg "TORCH_REQUIREMENTS=$2"); shift 2 ;;
+    --task)
+      case "$2" in hntsmrg-task1|hntsmrg-task2|segrap-task1|segrap-task2|npc-targets) ;;
+        *) echo "build.sh: --task $2: expected one of hntsmrg-task1 hntsmrg-task2 segrap-task1 segrap-task2 npc-targets" >&2; exit 2 ;;
+      esac
+      ARGS+=(--build-arg "TASK=$2"); shift 2 ;;
     --) shift; ARGS+=("$@"); break ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "build.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done

@@ -2,7 +2,7 @@
 # Validate the algorithm container the way grand-challenge runs it, on every case under test/input/.
 #
 #   ./test.sh [--no-build] [--image NAME:TAG] [--cases DIR] [--expected DIR] [--model DIR]
-#             [--memory 8g] [--max-voxel-fraction F] [--keep DIR] [-- BUILD.SH ARGS…]
+#             [--run-env DIR] [--memory 8g] [--max-voxel-fraction F] [--keep DIR] [-- BUILD.SH ARGS…]
 #
 # For each case folder DIR/<case>/ (grand-challenge layout: inputs.json + images/<slug>/*.mha) the
 # container runs with --network none, /input read-only, a read-only root file system with a tmpfs /tmp,
@@ -16,6 +16,8 @@
 #
 #   --no-build           use the existing image (default: ./build.sh first, with the args after --)
 #   --model DIR          mount DIR at /opt/ml/model (a grand-challenge model tarball, extracted)
+#   --run-env DIR        a case with DIR/<case>.env runs with that --env-file (default test/run_env):
+#                        e.g. HNSEG_TASK=segrap-task2, as an image built with ./build.sh --task would
 #   --max-voxel-fraction label maps may differ in F x (expected foreground voxels). Default 0 on the
 #                        CPU. On a GPU (used when nvidia-smi sees one and torch in the image can use
 #                        it) the default is 0.005: the expected outputs were made on a CPU, and GPU
@@ -28,6 +30,7 @@ IMAGE=${HNSEG_IMAGE:-hnseg:latest}
 CASES=test/input
 EXPECTED=test/expected_output
 MODEL=""
+RUN_ENV=test/run_env
 MEMORY=8g
 FRACTION=""
 KEEP=""
@@ -40,11 +43,12 @@ while [ $# -gt 0 ]; do
     --cases) CASES=$2; shift 2 ;;
     --expected) EXPECTED=$2; shift 2 ;;
     --model) MODEL=$(cd "$2" && pwd); shift 2 ;;
+    --run-env) RUN_ENV=$2; shift 2 ;;
     --memory) MEMORY=$2; shift 2 ;;
     --max-voxel-fraction) FRACTION=$2; shift 2 ;;
     --keep) KEEP=$2; shift 2 ;;
     --) shift; BUILD_ARGS=("$@"); break ;;
-    -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "$0"; exit 0 ;;
     *) echo "test.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -102,8 +106,10 @@ RUN_FLAGS=(--rm --network none --read-only --tmpfs /tmp:rw,exec,size=4g,mode=177
 echo "docker run ${RUN_FLAGS[*]} -v <case>:/input:ro -v <out>:/output $IMAGE"
 
 run_case() {  # $1 case name, $2 output dir, $3 log file; prints the container's exit code
+  local env_args=()
+  [ -f "$RUN_ENV/$1.env" ] && env_args=(--env-file "$RUN_ENV/$1.env")
   set +e
-  docker run "${RUN_FLAGS[@]}" -v "$CASES/$1":/input:ro -v "$2":/output "$IMAGE" >"$3" 2>&1
+  docker run "${RUN_FLAGS[@]}" "${env_args[@]}" -v "$CASES/$1":/input:ro -v "$2":/output "$IMAGE" >"$3" 2>&1
   echo $?
   set -e
 }

@@ -4,7 +4,8 @@ Same weights (the demo ensemble), same folds, same mirror TTA, same input channe
 prior channel once and hands nnU-Net the identical stack as NIfTI files). Prints wall time, peak
 memory and the voxel agreement of the two label maps.
 
-    python benchmarks/engine_vs_nnunet.py [--case-id 95] [--folds 0,1,2,3,4] [--tta default|off]
+    python benchmarks/engine_vs_nnunet.py [--case-id 95] [--folds 0,1,2,3,4] [--tta default|off] \
+        [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,6 +41,7 @@ def main() -> int:
     ap.add_argument("--folds", default="0,1,2,3,4")
     ap.add_argument("--tta", choices=["default", "off"], default="default")
     ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = ap.parse_args()
 
     from hnseg.load.case import load_case
@@ -74,11 +77,12 @@ def main() -> int:
     hn_out, nn_out = work / "hnseg_out", work / "nnunet_out"
     env = dict(os.environ, nnUNet_raw=str(work), nnUNet_preprocessed=str(work), nnUNet_results=str(work))
     hn = measured([sys.executable, str(REPO / "inference.py"), "--input", str(gc_in), "--output", str(hn_out),
-                   "--weights", str(args.weights), "--device", "cpu", "--folds", args.folds,
+                   "--weights", str(args.weights), "--device", args.device, "--folds", args.folds,
                    "--tta", args.tta])
-    nn_cmd = [str(Path(sys.executable).parent / "nnUNetv2_predict_from_modelfolder"), "-i", str(nn_in),
-              "-o", str(nn_out), "-m", str(args.weights / "model"), "-f", *folds, "-npp", "1", "-nps", "1",
-              "-device", "cpu"]
+    exe = Path(sys.executable).parent / "nnUNetv2_predict_from_modelfolder"
+    exe = exe if exe.exists() else shutil.which("nnUNetv2_predict_from_modelfolder")
+    nn_cmd = [str(exe), "-i", str(nn_in), "-o", str(nn_out), "-m", str(args.weights / "model"), "-f", *folds,
+              "-npp", "1", "-nps", "1", "-device", args.device]
     if args.tta == "off":
         nn_cmd.append("--disable_tta")
     nn = measured(nn_cmd, env)
@@ -92,7 +96,7 @@ def main() -> int:
     print(f"{'hnseg inference.py':24s}{hn['wall_s']:>10.1f}{hn['peak_rss_mib']:>15.0f}")
     print(f"{'nnUNetv2_predict':24s}{nn['wall_s']:>10.1f}{nn['peak_rss_mib']:>15.0f}")
     print(f"voxel agreement: {agree:.6f} (all voxels), {fg_agree:.6f} (foreground of either); "
-          f"folds {args.folds}, tta {args.tta}, device cpu, work {work}")
+          f"folds {args.folds}, tta {args.tta}, device {args.device}, work {work}")
     return 0
 
 

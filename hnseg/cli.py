@@ -1,6 +1,7 @@
 """``hnseg`` command line: a thin layer over the python API.
 
     hnseg predict   [--input DIR] [--output DIR] [--weights DIR] [--task T] …   (grand-challenge case)
+    hnseg batch     -i DIR|--manifest CSV -o DIR --task T [--shard i/N] [--resume] …   (many patients)
     hnseg prior     --image IMG --mask MASK --kind box --margin 5 --out OUT.nii.gz
     hnseg evaluate  --gt DIR --pred DIR [--task T | --labels GTVp=1,GTVn=2] [--json F] [--csv F]
     hnseg phantoms  --out DIR [--task T] [--n N] [--layout release|gc] …
@@ -26,6 +27,7 @@ log = logging.getLogger("hnseg")
 # sub-command → module with configure_parser(p) and run(args) -> int (imported lazily: torch is slow)
 SUBCOMMANDS = {
     "predict": ("hnseg.predict_cli", "segment one grand-challenge case folder"),
+    "batch": ("hnseg.batch.cli", "segment many patient folders with one model load (hospital batch mode)"),
     "prior": ("hnseg.preprocess.prior_cli", "write the task-2 prior channel for inspection"),
     "evaluate": ("hnseg.evaluation.cli", "HNTS-MRG DSCagg/HD95, SegRap Dice + NSD, T-stage AUC of predictions vs ground truth"),
     "phantoms": ("hnseg.phantoms.cli", "write synthetic head-and-neck MRI / CT(+MRI) phantoms"),

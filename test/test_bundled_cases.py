@@ -5,6 +5,7 @@ same folders through the container."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,12 +19,30 @@ REPO = Path(__file__).resolve().parents[1]
 ALL_CASES = sorted(p.name for p in (REPO / "test" / "input").iterdir() if p.is_dir())
 BAD_CASES = [c for c in ALL_CASES if (REPO / "test/expected_output" / c / "EXPECTED_ERROR").is_file()]
 CASES = [c for c in ALL_CASES if c not in BAD_CASES]
-OUT_REL = "images/mri-head-neck-segmentation/output.mha"
+
+
+def task_of(case: str) -> str:
+    return case.rsplit("-", 1)[0]
+
+
+def output_rel(case: str) -> str:
+    from hnseg.tasks import get_task
+
+    (slug,) = [o.slug for o in get_task(task_of(case)).outputs if o.kind != "json"]
+    return f"images/{slug}/output.mha"
+
+
+def run_env(case: str) -> dict[str, str]:
+    """test/run_env/<case>.env (KEY=VALUE lines), as test.sh hands it to the container."""
+    f = REPO / "test/run_env" / f"{case}.env"
+    lines = f.read_text().splitlines() if f.is_file() else []
+    return dict(line.split("=", 1) for line in lines if line.strip() and not line.startswith("#"))
 
 
 def run_inference(case: str, out: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(REPO / "inference.py"), "--input", str(REPO / "test/input" / case),
-                           "--output", str(out), "--device", "cpu"], capture_output=True, text=True)
+                           "--output", str(out), "--device", "cpu"], capture_output=True, text=True,
+                          env={**os.environ, **run_env(case)})
 
 
 def test_one_case_per_task_with_weights_and_a_bad_one():
@@ -31,7 +50,7 @@ def test_one_case_per_task_with_weights_and_a_bad_one():
 
     shipped = {t for t in TASKS if (REPO / "weights" / t / "hnseg_weights.json").is_file()}
     assert {"hntsmrg-task1", "hntsmrg-task2"} <= shipped
-    assert {c.rsplit("-", 1)[0] for c in CASES} == shipped
+    assert {task_of(c) for c in CASES} == shipped
     assert BAD_CASES == ["bad-input-unregistered-mask"]
     assert all((REPO / "test/expected_output" / c).is_dir() for c in ALL_CASES)
 
@@ -43,17 +62,37 @@ def test_bundled_case_matches_expected_output(case, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     # same files, same geometry, identical voxels: same weights, same code, same CPU kind (CI runs
     # where the expectation was made)
+    rel = output_rel(case)
     verdicts = compare_folders(REPO / "test/expected_output" / case, out)
-    assert [v.path for v in verdicts] == [OUT_REL]
+    assert [v.path for v in verdicts] == [rel]
     assert all(v.ok for v in verdicts), verdicts
     assert verdicts[0].detail.startswith("identical")
 
-    g = sitk.GetArrayFromImage(sitk.ReadImage(str(REPO / "test/ground_truth" / case / OUT_REL)))
-    p = sitk.GetArrayFromImage(sitk.ReadImage(str(out / OUT_REL)))
-    for label in (1, 2):
-        if (g == label).any():
-            dice = 2 * ((g == label) & (p == label)).sum() / ((g == label).sum() + (p == label).sum())
-            assert dice > 0.5, (case, label, dice)
+    g = sitk.GetArrayFromImage(sitk.ReadImage(str(REPO / "test/ground_truth" / case / rel)))
+    p = sitk.GetArrayFromImage(sitk.ReadImage(str(out / rel)))
+    assert g.shape == p.shape
+    # label maps (z, y, x): labels 1, 2; 4D binary stacks (structure, z, y, x): each volume
+    masks = [(g == k, p == k) for k in (1, 2)] if g.ndim == 3 else [(g[i] > 0, p[i] > 0) for i in range(len(g))]
+    for i, (gm, pm) in enumerate(masks):
+        if gm.any():
+            dice = 2 * (gm & pm).sum() / (gm.sum() + pm.sum())
+            assert dice > 0.5, (case, i, dice)
+
+
+def test_ambiguous_case_needs_its_run_env(tmp_path):
+    """A SegRap case names its task through test/run_env (the image's HNSEG_TASK); without it the
+    run stops with TaskSelectionError naming both SegRap tasks and writes nothing."""
+    case = next(c for c in CASES if task_of(c).startswith("segrap-"))
+    assert run_env(case) == {"HNSEG_TASK": task_of(case)}
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "HNSEG_TASK"}
+    r = subprocess.run([sys.executable, str(REPO / "inference.py"), "--input", str(REPO / "test/input" / case),
+                        "--output", str(out), "--device", "cpu"], capture_output=True, text=True, env=env)
+    assert r.returncode == 2
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("TaskSelectionError: ") and "segrap-task1" in last and "segrap-task2" in last, last
+    assert list(out.iterdir()) == []
 
 
 @pytest.mark.parametrize("case", BAD_CASES)

@@ -36,14 +36,14 @@ def cases():
     return [make_ct_case(300 + i, f"{i:04d}", size=SIZE, spacing=SPACING) for i in range(4)]
 
 
-def _train(tmp_path: Path, task: str, release: Path) -> Path:
+def _train(tmp_path: Path, task: str, release: Path, *extra: str) -> Path:
     out = tmp_path / "weights" / task
     env = {k: v for k, v in os.environ.items() if not k.startswith("nnUNet_")}
     env["OMP_NUM_THREADS"] = "1"
     _run([sys.executable, "-m", "hnseg.cli", "train", "--task", task, "--release", str(release),
           "--work", str(tmp_path / "work"), "--out", str(out), "--tiny", "--tiny-patch", "16,32,32",
           "--tiny-features", "4,8,16", "--epochs", "1", "--iterations", "2", "--val-iterations", "1",
-          "--folds", "0", "--n-folds", "2", "--device", "cpu"], env=env)
+          "--folds", "0", "--n-folds", "2", "--device", "cpu", *extra], env=env)
     return out
 
 
@@ -68,9 +68,18 @@ def _check_stack(path: Path, reference: sitk.Image, n: int) -> np.ndarray:
 
 def test_segrap_task2_train_export_infer(tmp_path, cases):
     release = write_segrap_release(cases, tmp_path / "release")
-    weights = _train(tmp_path, "segrap-task2", release)
+    weights = _train(tmp_path, "segrap-task2", release, "--weights-dtype", "float16",
+                     "--minutes-per-fold", "5")
     meta = read_metadata(weights)
     assert meta.nnunet.trainer == "nnUNetTrainerDiceFocal"
+    assert meta.training["weights_dtype"] == "float16"
+    # float16 on disk, and nnU-Net's aliases (conv / all_modules, the decoder's encoder) still share
+    # one tensor, so the file holds each weight once
+    import torch
+
+    w = torch.load(weights / "model/fold_0/checkpoint_final.pth", weights_only=True)["network_weights"]
+    assert {v.dtype for v in w.values() if v.is_floating_point()} == {torch.float16}
+    assert len({v.data_ptr() for v in w.values()}) <= len(w) / 2, "aliases were split by the cast"
     assert meta.encoding.mode == "pieces" and meta.encoding.structures == ("GTVp", "GTVnd")
     ds = json.loads((weights / "model/dataset.json").read_text())
     assert ds["channel_names"] == {"0": "CT", "1": "CT"}

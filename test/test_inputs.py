@@ -341,3 +341,25 @@ def test_grid_mismatch_names_every_difference(tmp_path, capsys):
     assert res.rc == 2 and "GridMismatchError: " in res.stderr
     assert nothing_written(tmp_path / "out")
     assert "spacing/origin differ(s)" in res.stderr
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii", ".mha"])
+def test_truncated_image_is_a_named_error_not_garbage(suffix, tmp_path):
+    """ITK reads a truncated NIfTI silently (the missing voxels are garbage); hnseg refuses it, and a
+    truncated MHA's error says the file exists instead of ITK's stale 'No such file or directory'."""
+    import SimpleITK as sitk
+
+    from hnseg.errors import UnreadableImageError
+    from hnseg.io.read import read_image
+
+    path = tmp_path / f"ct{suffix}"
+    sitk.WriteImage(sitk.GetImageFromArray(np.arange(20 * 32 * 32, dtype=np.float32).reshape(20, 32, 32)),
+                    str(path), suffix != ".nii")
+    assert read_image(path, "head-neck-ct").GetSize() == (32, 32, 20)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(UnreadableImageError) as err:
+        read_image(path, "head-neck-ct")
+    msg = str(err.value)
+    assert msg.startswith(f"head-neck-ct ({path}): expected ")
+    assert {".nii.gz": "truncated one", ".nii": "the file holds", ".mha": "the file exists"}[suffix] in msg, msg

@@ -599,3 +599,33 @@ def test_multitask_refuses_missing_t_stage_file(nnunet_work, multitask_run):
             t.initialize()
     finally:
         stage_file.write_text(content)
+
+
+def test_seed_trainers_resample_labels_nearest():
+    """Spatial augmentation resamples the label map with one nearest-neighbour grid_sample (cost
+    independent of the 46 SegRap pieces), labels stay labels, and nnU-Net's own trainer is untouched."""
+    import numpy as np
+    import torch
+    from batchgeneratorsv2.transforms.spatial.spatial import SpatialTransform
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    from hnseg.training.trainers.dice_focal import nnUNetTrainerDiceFocal
+    from hnseg.training.trainers.multitask import nnUNetTrainerHnsegMultiTask
+
+    def spatial(tr):
+        return [t for t in tr.transforms if isinstance(t, SpatialTransform)]
+
+    kw = dict(patch_size=[16, 32, 32], rotation_for_DA=(-0.5, 0.5),
+              deep_supervision_scales=[[1, 1, 1], [0.5, 0.5, 0.5]], mirror_axes=(0, 1),
+              do_dummy_2d_data_aug=False, use_mask_for_norm=[False], is_cascaded=False,
+              foreground_labels=list(range(1, 46)), regions=None, ignore_label=None)
+    assert [t.mode_seg for t in spatial(nnUNetTrainer.get_training_transforms(**kw))] == ["bilinear"]
+    for cls in (nnUNetTrainerDiceFocal, nnUNetTrainerHnsegMultiTask):
+        tr = cls.get_training_transforms(**kw)
+        assert [t.mode_seg for t in spatial(tr)] == ["nearest"], cls.__name__
+    torch.manual_seed(0)
+    np.random.seed(0)
+    seg = torch.randint(0, 46, (1, 24, 48, 48)).to(torch.int16)
+    out = tr(image=torch.randn(1, 24, 48, 48), segmentation=seg)
+    got = torch.unique(out["segmentation"][0])
+    assert set(got.tolist()) <= set(range(46)) and len(got) > 30

@@ -18,16 +18,53 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and not name.startswith(".") and name.endswith(IMAGE_SUFFIXES)
 
 
+def check_nifti_complete(path: Path, label: str) -> None:
+    """ITK reads a truncated NIfTI (``.nii`` or ``.nii.gz``) without complaint, filling the missing
+    voxels with whatever is in memory; check that the file holds every voxel its header declares."""
+    import gzip
+    import zlib
+
+    import nibabel
+
+    try:
+        header = nibabel.load(str(path)).header
+        need = int(header.get_data_offset()) + int(np.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
+    except Exception as exc:  # nibabel's errors have no common base class
+        raise UnreadableImageError(f"{label}: expected a NIfTI header, could not read one: {exc}") from None
+    if path.name.lower().endswith(".gz"):
+        size = 0
+        try:
+            with gzip.open(path, "rb") as f:
+                while chunk := f.read(1 << 24):
+                    size += len(chunk)
+        except (EOFError, OSError, zlib.error) as exc:
+            raise UnreadableImageError(f"{label}: expected a complete gzip stream, found a damaged or "
+                                       f"truncated one ({exc})") from None
+    else:
+        size = path.stat().st_size
+    if size < need:
+        raise UnreadableImageError(f"{label}: expected {need} bytes (header + voxels of shape "
+                                   f"{tuple(header.get_data_shape())}), the file holds {size}: truncated")
+
+
 def read_image(path: str | os.PathLike, what: str | None = None) -> sitk.Image:
     """Read one image; ``what`` (a socket slug or role) goes into error messages."""
     path = Path(path)
     label = f"{what} ({path})" if what else str(path)
+    if path.name.lower().endswith((".nii", ".nii.gz")) and path.is_file():
+        check_nifti_complete(path, label)
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else "no reader accepted it"
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+        # ITK's last line is often a stale errno text ("No such file or directory" for a file that
+        # exists): prefer its "Reason"/"Description" lines, and say when the file is there
+        detail = next((ln for ln in lines if ln.startswith(("Description:", "Reason:"))), lines[-1] if lines
+                      else "no reader accepted it")
+        if path.is_file():
+            detail += f" (the file exists, {path.stat().st_size} bytes: damaged, truncated or not an image)"
         raise UnreadableImageError(
-            f"{label}: expected a readable image (.mha/.nii.gz/.nrrd), SimpleITK failed: {first}"
+            f"{label}: expected a readable image (.mha/.nii.gz/.nrrd), SimpleITK failed: {detail}"
         ) from None
 
 

@@ -53,6 +53,7 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
                      "npc-targets).")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--n", type=int, default=20, help="number of cases (real-mask mode: at most)")
+    p.add_argument("--jobs", type=int, default=1, help="CT phantoms: cases made in parallel processes")
     p.add_argument("--seed", type=int, default=0, help="base seed (case i uses seed*1000 + i)")
     p.add_argument("--layout", choices=("release", "gc"), default="release",
                    help="release: the task's training layout (HNTS-MRG; SegRap segrap_XXXX/ for "
@@ -113,13 +114,30 @@ def _write_ct(case, args) -> None:
         write_json_atomic(case.info, gt_dir / f"{case.case_id}_phantom_info.json")
 
 
+def _make_and_write_ct(i: int, args: argparse.Namespace, size, spacing) -> None:
+    _write_ct(make_ct_case(args.seed * 1000 + i, f"{i:04d}", size=size, spacing=spacing), args)
+
+
 def _run_ct(args: argparse.Namespace, size, spacing) -> int:
     if args.real_masks is not None:
         raise SettingsError(f"--real-masks is only for the HNTS-MRG MRI tasks {list(MRI_TASKS)}, "
                             f"not --task {args.task}")
     args.out.mkdir(parents=True, exist_ok=True)
-    for i in tqdm(range(args.n), desc=f"phantoms ({args.task})", unit="case"):
-        _write_ct(make_ct_case(args.seed * 1000 + i, f"{i:04d}", size=size, spacing=spacing), args)
+    jobs = max(1, int(getattr(args, "jobs", 1) or 1))
+    progress = tqdm(total=args.n, desc=f"phantoms ({args.task})", unit="case")
+    if jobs == 1:
+        for i in range(args.n):
+            _make_and_write_ct(i, args, size, spacing)
+            progress.update()
+    else:
+        from concurrent.futures import ProcessPoolExecutor
+        from functools import partial
+
+        with ProcessPoolExecutor(jobs) as pool:
+            for _ in pool.map(partial(_make_and_write_ct, args=args, size=size, spacing=spacing),
+                              range(args.n)):
+                progress.update()
+    progress.close()
     log.info("wrote %d %s phantom case(s) to %s (%s layout)", args.n, args.task, args.out,
              args.layout)
     return 0

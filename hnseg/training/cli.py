@@ -70,6 +70,13 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int)
     p.add_argument("--iterations", type=int, help="training iterations per epoch")
     p.add_argument("--val-iterations", type=int)
+    p.add_argument("--minutes-per-fold", type=float,
+                   help="wall-clock budget per fold: epochs stay, iterations per epoch are re-fitted "
+                        "after each epoch to end in time (--iterations = the first epoch's)")
+    p.add_argument("--processes", type=int, default=2, help="processes for nnU-Net's preprocessing")
+    p.add_argument("--weights-dtype", choices=["float32", "float16"], default="float32",
+                   help="dtype of the exported network weights (float16 halves the size; "
+                        "inference still runs in float32)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--demo", action="store_true", help="mark the weights as phantom-trained demo weights")
@@ -128,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
             tiny = {"patch_size": _ints(args.tiny_patch), "features": _ints(args.tiny_features),
                     "batch_size": args.tiny_batch,
                     "spacing": [float(v) for v in args.tiny_spacing.split(",")] if args.tiny_spacing else None}
-        plans_id, configuration = plan_and_preprocess(dataset_id, args.planner, tiny)
+        plans_id, configuration = plan_and_preprocess(dataset_id, args.planner, tiny, args.processes)
         if not args.tiny:
             configuration = args.configuration
         state.update(plans_id=plans_id, configuration=configuration, planner=args.planner, tiny=tiny)
@@ -138,7 +145,8 @@ def run(args: argparse.Namespace) -> int:
 
         for f in folds:
             train_fold(dataset_id, state["plans_id"], state["configuration"], f, args.trainer, args.device,
-                       args.epochs, args.iterations, args.val_iterations, args.seed)
+                       args.epochs, args.iterations, args.val_iterations, args.seed,
+                       args.minutes_per_fold)
     if "export" in steps:
         from hnseg.training.export import export_weights
 
@@ -150,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
             "release": str(args.release), "planner": state["planner"], "tiny": state.get("tiny"),
             "trainer": args.trainer, "configuration": state["configuration"], "folds": folds,
             **{k: fold_info[k] for k in ("epochs", "iterations_per_epoch", "batch_size", "device")},
+            "weights_dtype": args.weights_dtype,
             "seed": args.seed,
         }
         conversion = json.loads((dirs["nnUNet_raw"] / name / "hnseg_conversion.json").read_text())
@@ -157,5 +166,6 @@ def run(args: argparse.Namespace) -> int:
         export_weights(task, results, folds, args.out, prior, args.trainer, state["plans_id"],
                        state["configuration"], name, training, demo=args.demo, note=args.note,
                        postprocess_prior_overlap=args.prior_overlap_rule,
-                       encoding=StructureEncoding.model_validate(encoding) if encoding else None)
+                       encoding=StructureEncoding.model_validate(encoding) if encoding else None,
+                       weights_dtype=args.weights_dtype)
     return 0

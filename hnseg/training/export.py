@@ -1,7 +1,9 @@
 """Export trained folds into a hnseg weights folder (``weights/<task>/``) with metadata + sha256.
 
 Checkpoints are slimmed to what inference needs (network weights, trainer name, configuration,
-mirror axes): they load with ``torch.load(weights_only=True)`` and are half the size.
+mirror axes): they load with ``torch.load(weights_only=True)`` and are half the size. With
+``weights_dtype="float16"`` the floating-point weights are stored in half precision (half again);
+``load_state_dict`` casts them back into the float32 network at inference.
 """
 
 from __future__ import annotations
@@ -33,6 +35,23 @@ def _inference_trainer_name(trainer: str) -> str:
     return "nnUNetTrainer" if same else trainer
 
 
+def _cast_weights(state: dict, dtype) -> dict:
+    """Floating-point tensors cast to ``dtype``, keeping aliases shared: nnU-Net's U-Nets hold each
+    conv twice (``conv`` and ``all_modules``) and the encoder again in the decoder, and torch.save
+    stores a shared tensor once, so casting each entry separately would triple the file."""
+    cast: dict = {}
+    out = {}
+    for k, v in state.items():
+        if not v.is_floating_point() or v.dtype == dtype:
+            out[k] = v
+            continue
+        key = (v.data_ptr(), tuple(v.shape), tuple(v.stride()))
+        if key not in cast:
+            cast[key] = v.to(dtype)
+        out[k] = cast[key]
+    return out
+
+
 def export_weights(
     task: TaskProfile,
     results_dir: Path,
@@ -48,6 +67,7 @@ def export_weights(
     note: str = "",
     postprocess_prior_overlap: bool = False,
     encoding: StructureEncoding | None = None,
+    weights_dtype: str = "float32",
 ) -> Path:
     """Write ``out_dir`` (replaced atomically: built in a temp folder beside it, then renamed)."""
     import torch
@@ -72,7 +92,7 @@ def export_weights(
             ck = torch.load(results_dir / f"fold_{f}" / "checkpoint_final.pth", map_location="cpu",
                             weights_only=False)
             slim = {
-                "network_weights": ck["network_weights"],
+                "network_weights": _cast_weights(ck["network_weights"], getattr(torch, weights_dtype)),
                 "trainer_name": ckpt_trainer,
                 "init_args": {"configuration": configuration},
                 "inference_allowed_mirroring_axes": ck.get("inference_allowed_mirroring_axes"),

@@ -37,6 +37,7 @@ from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.helpers import softmax_helper_dim1
 
+from hnseg.training.trainers.label_resampling import NearestLabelResamplingMixin
 from hnseg.training.trainers.lateral import NoLeftRightMirroringMixin
 
 __all__ = ["FocalLoss", "DiceFocalLoss", "nnUNetTrainerDiceFocal", "deep_supervision_weights"]
@@ -149,7 +150,7 @@ def deep_supervision_weights(trainer: nnUNetTrainer) -> np.ndarray:
     return weights / weights.sum()
 
 
-class nnUNetTrainerDiceFocal(NoLeftRightMirroringMixin, nnUNetTrainer):
+class nnUNetTrainerDiceFocal(NearestLabelResamplingMixin, NoLeftRightMirroringMixin, nnUNetTrainer):
     """nnU-Net trainer whose loss is soft Dice + focal (γ = 2); overrides ``_build_loss``, and drops
     left-right mirroring when the dataset has lateralised labels (``_L`` / ``_R``: SegRap OARs)."""
 

@@ -81,6 +81,7 @@ from nnunetv2.utilities.helpers import dummy_context
 
 from hnseg.training.gradient_surgery import apply_surgery
 from hnseg.training.trainers.dice_focal import deep_supervision_weights
+from hnseg.training.trainers.label_resampling import NearestLabelResamplingMixin
 from hnseg.training.trainers.lateral import NoLeftRightMirroringMixin, left_right_patch_axis  # noqa: F401
 from hnseg.training.trainers.stage_head import N_STAGE_CLASSES, StagedNetwork, region_names
 
@@ -165,7 +166,7 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
-class nnUNetTrainerHnsegMultiTask(NoLeftRightMirroringMixin, nnUNetTrainer):
+class nnUNetTrainerHnsegMultiTask(NearestLabelResamplingMixin, NoLeftRightMirroringMixin, nnUNetTrainer):
     """Region-based nnU-Net + per-task losses + hierarchical gradient surgery + T-stage head.
 
     Overrides: ``__init__`` (state), ``initialize`` (task layout, T-stage file, losses),

@@ -1,0 +1,78 @@
+"""``hnseg batch``: segment every case folder under an input folder (or a manifest) with one model load.
+
+Exit code 0 when every case succeeded or was skipped, 1 when any case failed, 2 for a user error of
+the whole run (bad flags, missing input folder, existing outputs without --resume/--overwrite).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from hnseg.errors import SettingsError
+
+log = logging.getLogger(__name__)
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.description = ("Segment many patients with one model load: one sub-folder per case under -i "
+                     "(or a --manifest CSV); outputs under -o/<case_id>/ (docs/batch.md).")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("-i", "--input", dest="input_dir", type=Path, help="folder with one sub-folder per case")
+    src.add_argument("--manifest", type=Path, help="CSV: case_id,<socket slug>,… (paths relative to the CSV)")
+    p.add_argument("-o", "--output", dest="output_dir", type=Path, required=True,
+                   help="output folder (OUT/<case_id>/, batch_summary.csv)")
+    p.add_argument("--task", help="task name (or $HNSEG_TASK); one task per batch")
+    p.add_argument("--weights", dest="weights_dir", type=Path,
+                   help="weights folder, or a folder of <task>/ weights ($HNSEG_WEIGHTS); "
+                        "then /opt/ml/model/<task>, then the baked weights/<task>")
+    p.add_argument("--model-dir", dest="model_dir", type=Path, help="model tarball folder (default /opt/ml/model)")
+    p.add_argument("--device", choices=["auto", "cuda", "cpu"], help="default auto ($HNSEG_DEVICE)")
+    p.add_argument("--tta", choices=["default", "lr", "off"], help="mirror TTA (default: checkpoint's axes)")
+    p.add_argument("--tile-step", dest="tile_step", type=float, help="sliding-window step, fraction of patch (0.5)")
+    p.add_argument("--folds", help="comma-separated folds to use (default: all in the weights)")
+    p.add_argument("--shard", help="i/N: run only the i-th (1-based) of N deterministic shards of the cases")
+    again = p.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="skip finished cases (OUT/<case_id>/report.json), redo interrupted ones")
+    again.add_argument("--overwrite", action="store_true", help="redo and replace finished cases")
+
+
+def _check_output_outside_input(output_dir: Path, input_dir: Path | None, cases) -> None:
+    out = output_dir.resolve()
+    if input_dir is not None:
+        inp = input_dir.resolve()
+        if out == inp or inp in out.parents:
+            raise SettingsError(f"output folder {output_dir}: expected a folder outside the input folder "
+                                f"{input_dir} (batch mode never writes into its input), found it inside")
+        return
+    for c in cases:
+        for p in (c.given or {}).values():
+            if out in p.resolve().parents:
+                raise SettingsError(f"output folder {output_dir}: expected a folder holding no input, found "
+                                    f"{p} (case {c.case_id}) inside it")
+
+
+def run(args: argparse.Namespace) -> int:
+    from hnseg.batch.discover import discover_cases, read_manifest
+    from hnseg.batch.run import BatchRunner
+    from hnseg.batch.shard import parse_shard, select_shard
+    from hnseg.settings import build_settings
+    from hnseg.tasks import get_task
+
+    keys = ("weights_dir", "model_dir", "task", "device", "tta", "tile_step", "folds")
+    settings = build_settings({k: getattr(args, k, None) for k in keys})
+    if not settings.task:
+        raise SettingsError("batch: expected --task (or $HNSEG_TASK) naming one task, found none")
+    task = get_task(settings.task)
+    shard = parse_shard(args.shard) if args.shard else None
+    cases = read_manifest(args.manifest, task) if args.manifest else discover_cases(args.input_dir)
+    _check_output_outside_input(args.output_dir, args.input_dir, cases)
+    if shard is not None:
+        cases = select_shard(cases, *shard, key=lambda c: c.case_id)
+        log.info("shard %d/%d: %d case(s)", shard[0], shard[1], len(cases))
+    log.info("batch %s: %d case(s) → %s", task.name, len(cases), args.output_dir)
+    summary = BatchRunner(task, args.output_dir, settings, resume=args.resume, overwrite=args.overwrite,
+                          shard=shard).run(cases)
+    return 1 if summary.failed else 0

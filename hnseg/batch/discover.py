@@ -1,0 +1,182 @@
+"""Case discovery: one sub-folder per patient under the input folder, or a CSV manifest.
+
+In a case folder each input socket of the task is matched by file name (``{id}`` = the folder's
+name; each pattern with ``.nii.gz``, ``.nii`` or ``.mha``):
+
+- the task's release naming (``RELEASE_PATTERNS``: HNTS-MRG ``preRT/{id}_preRT_T2`` …, SegRap
+  ``image`` / ``image_contrast``, NPC ``ct`` / ``mri``);
+- the generic naming: the socket slug as file stem (``head-neck-ct.mha``);
+- a grand-challenge case folder (``inputs.json`` or ``images/<slug>/``) is read as ``hnseg predict``
+  reads it.
+
+Two files for one socket → ``AmbiguousInputError``; a required socket without one →
+``MissingInputError``. Both are raised when the case is resolved, so they fail that case only.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hnseg.errors import AmbiguousInputError, MissingInputError, SettingsError
+from hnseg.interfaces.grand_challenge import INPUTS_JSON, discover_inputs
+from hnseg.io.read import is_image_file
+from hnseg.tasks import TaskProfile
+from hnseg.tasks import hntsmrg, npc, segrap
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = (".nii.gz", ".nii", ".mha")
+MANIFEST_ID = "case_id"
+
+_SEGRAP = {segrap.CT: ("image",), segrap.CT_CONTRAST: ("image_contrast",)}
+# task → socket slug → release file names relative to the case folder, without extension
+RELEASE_PATTERNS: dict[str, dict[str, tuple[str, ...]]] = {
+    "hntsmrg-task1": {hntsmrg.PRE_T2: ("preRT/{id}_preRT_T2",)},
+    "hntsmrg-task2": {
+        hntsmrg.MID_T2: ("midRT/{id}_midRT_T2",),
+        hntsmrg.REG_MASK: ("midRT/{id}_preRT_mask_registered",),
+        hntsmrg.REG_T2: ("midRT/{id}_preRT_T2_registered",),
+        hntsmrg.PRE_T2: ("preRT/{id}_preRT_T2",),
+        hntsmrg.PRE_MASK: ("preRT/{id}_preRT_mask",),
+    },
+    "segrap-task1": _SEGRAP,
+    "segrap-task2": _SEGRAP,
+    "npc-targets": {npc.CT: ("ct",), npc.MRI: ("mri",)},
+}
+
+
+def socket_patterns(task: TaskProfile, slug: str) -> tuple[str, ...]:
+    """File-name stems (with ``{id}``) accepted for one socket: release naming, then the slug."""
+    return RELEASE_PATTERNS.get(task.name, {}).get(slug, ()) + (slug,)
+
+
+@dataclass(frozen=True)
+class CaseSource:
+    """One case: its id and where its inputs come from (a case folder, or manifest paths)."""
+
+    case_id: str
+    folder: Path | None = None
+    given: dict[str, Path] | None = field(default=None)
+
+    def resolve(self, task: TaskProfile) -> dict[str, Path]:
+        """Socket slug → image file; raises ``MissingInputError`` / ``AmbiguousInputError``."""
+        if self.given is not None:
+            return _check_given(task, self.case_id, self.given)
+        assert self.folder is not None
+        return find_case_files(task, self.folder)
+
+
+def _is_gc_folder(folder: Path) -> bool:
+    return (folder / INPUTS_JSON).is_file() or (folder / "images").is_dir()
+
+
+def _images_in(folder: Path) -> list[str]:
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if is_image_file(p))[:20]
+
+
+def find_case_files(task: TaskProfile, folder: Path) -> dict[str, Path]:
+    """Match the task's input sockets to the image files of one case folder."""
+    folder = Path(folder)
+    if _is_gc_folder(folder):
+        return discover_inputs(folder)
+    found: dict[str, Path] = {}
+    for socket in task.inputs:
+        stems = [p.format(id=folder.name) for p in socket_patterns(task, socket.slug)]
+        hits = [folder / f"{s}{ext}" for s in stems for ext in EXTENSIONS if (folder / f"{s}{ext}").is_file()]
+        if len(hits) > 1:
+            raise AmbiguousInputError(
+                f"case {folder}: socket {socket.slug!r} expected exactly one image file, found "
+                f"{len(hits)}: {', '.join(h.relative_to(folder).as_posix() for h in hits)}"
+            )
+        if hits:
+            found[socket.slug] = hits[0]
+    missing = [s for s in task.required_slugs if s not in found]
+    if missing:
+        expected = "; ".join(
+            f"{s}: " + " or ".join(f"{p.format(id=folder.name)}{{{','.join(EXTENSIONS)}}}"
+                                   for p in socket_patterns(task, s))
+            for s in missing
+        )
+        raise MissingInputError(
+            f"case {folder}: {task.name} expected an image for socket(s) {missing} ({expected}), "
+            f"found image files {_images_in(folder) or 'none'}"
+        )
+    log.debug("case %s: %s", folder.name, {k: v.name for k, v in found.items()})
+    return found
+
+
+def discover_cases(input_dir: Path) -> list[CaseSource]:
+    """Every non-hidden sub-folder of ``input_dir`` is a case (id = folder name), sorted by id."""
+    input_dir = Path(input_dir)
+    if not input_dir.is_dir():
+        raise SettingsError(f"input folder {input_dir}: expected a folder of case folders, found nothing there")
+    cases, ignored = [], []
+    for entry in sorted(input_dir.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir():
+            cases.append(CaseSource(case_id=entry.name, folder=entry))
+        else:
+            ignored.append(entry.name)
+    if ignored:
+        log.warning("input folder %s: %d file(s) outside case folders ignored: %s", input_dir, len(ignored),
+                    ", ".join(ignored[:5]))
+    if not cases:
+        raise SettingsError(f"input folder {input_dir}: expected one sub-folder per case, found none")
+    return cases
+
+
+def _check_case_id(case_id: str, where: str) -> str:
+    case_id = case_id.strip()
+    if not case_id or case_id.startswith(".") or "/" in case_id or "\\" in case_id:
+        raise SettingsError(f"{where}: expected a case id usable as a folder name (no '/', not starting "
+                            f"with '.'), found {case_id!r}")
+    return case_id
+
+
+def read_manifest(path: Path, task: TaskProfile) -> list[CaseSource]:
+    """CSV with columns ``case_id,<slug>,…``; paths relative to the CSV's folder, empty = not given."""
+    path = Path(path)
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            header = [h.strip() for h in reader.fieldnames or []]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise SettingsError(f"manifest {path}: cannot be read as CSV: {exc}") from None
+    slugs = {s.slug for s in task.inputs}
+    if MANIFEST_ID not in header:
+        raise SettingsError(f"manifest {path}: expected a header row with {MANIFEST_ID!r} and socket columns "
+                            f"{sorted(slugs)}, found {header or 'no rows'}")
+    unknown = sorted(set(header) - slugs - {MANIFEST_ID})
+    if unknown:
+        raise SettingsError(f"manifest {path}: columns {unknown} are not input sockets of {task.name}; "
+                            f"expected {MANIFEST_ID!r} and some of {sorted(slugs)}")
+    cases: dict[str, CaseSource] = {}
+    for n, row in enumerate(rows, start=2):
+        if None in row:
+            raise SettingsError(f"manifest {path} line {n}: expected {len(header)} columns, found more")
+        row = {k.strip(): (v or "").strip() for k, v in row.items()}
+        case_id = _check_case_id(row.get(MANIFEST_ID, ""), f"manifest {path} line {n}")
+        if case_id in cases:
+            raise SettingsError(f"manifest {path} line {n}: case id {case_id!r} is listed twice")
+        given = {s: (path.parent / v) for s, v in row.items() if s in slugs and v}
+        cases[case_id] = CaseSource(case_id=case_id, given=given)
+    if not cases:
+        raise SettingsError(f"manifest {path}: expected at least one case row, found none")
+    return sorted(cases.values(), key=lambda c: c.case_id)
+
+
+def _check_given(task: TaskProfile, case_id: str, given: dict[str, Path]) -> dict[str, Path]:
+    missing = [s for s in task.required_slugs if s not in given]
+    if missing:
+        raise MissingInputError(f"case {case_id}: {task.name} expected manifest paths for socket(s) "
+                                f"{missing}, found only {sorted(given)}")
+    for slug, p in given.items():
+        if not p.is_file():
+            raise MissingInputError(f"case {case_id}: socket {slug!r} expected an image file at {p}, "
+                                    f"found {'a folder' if p.is_dir() else 'nothing'}")
+    return dict(given)

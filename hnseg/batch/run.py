@@ -1,0 +1,241 @@
+"""The batch loop: the task's models load once, then every case is read, segmented and written.
+
+Each case is written into ``OUT/.<case_id>.tmp-XXXX`` and renamed to ``OUT/<case_id>`` when complete
+(``report.json`` last). A failing case is logged and recorded; the others go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import SimpleITK as sitk
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+import hnseg
+from hnseg.batch.discover import CaseSource
+from hnseg.batch.report import (
+    REPORT_FILE, BatchSummary, CaseReport, CaseResult, Timings, WeightsInfo, structure_stats, summary_csv,
+    summary_table,
+)
+from hnseg.errors import HnsegError, SettingsError
+from hnseg.io.write import write_image_atomic, write_json_atomic, write_text_atomic
+from hnseg.pipeline import Segmenter
+from hnseg.predict.weights import METADATA_FILE, locate, sha256_file
+from hnseg.settings import RunSettings
+from hnseg.tasks import TaskProfile
+
+log = logging.getLogger(__name__)
+
+IMAGE_FORMATS = (".nii.gz", ".mha")
+
+
+def summary_name(shard: tuple[int, int] | None) -> str:
+    return "batch_summary.csv" if shard is None else f"batch_summary_shard-{shard[0]}-of-{shard[1]}.csv"
+
+
+def stale_temp_folders(output_dir: Path, case_id: str) -> list[Path]:
+    return sorted(Path(p) for p in glob.glob(str(output_dir / f".{glob.escape(case_id)}.tmp-*")))
+
+
+def is_finished(output_dir: Path, case_id: str) -> bool:
+    return (output_dir / case_id / REPORT_FILE).is_file()
+
+
+@contextlib.contextmanager
+def captured_warnings() -> Iterator[list[str]]:
+    """Collect the hnseg log's warnings and python warnings raised inside the block."""
+    messages: list[str] = []
+
+    class _Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            messages.append(f"{record.name}: {record.getMessage()}")
+
+    handler = _Collect(level=logging.WARNING)
+    logger = logging.getLogger("hnseg")
+    logger.addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            yield messages
+        for w in caught:
+            text = f"{w.category.__name__}: {w.message}"
+            if text not in messages:
+                messages.append(text)
+    finally:
+        logger.removeHandler(handler)
+
+
+class BatchRunner:
+    """Plans (resume / overwrite / stale temp folders), loads the models once, runs the cases."""
+
+    def __init__(self, task: TaskProfile, output_dir: Path, settings: RunSettings, *, resume: bool = False,
+                 overwrite: bool = False, shard: tuple[int, int] | None = None):
+        if resume and overwrite:
+            raise SettingsError("--resume and --overwrite exclude each other: resume keeps finished cases, "
+                                "overwrite redoes them")
+        self.task, self.output_dir, self.settings = task, Path(output_dir), settings
+        self.resume, self.overwrite, self.shard = resume, overwrite, shard
+        self.segmenter: Segmenter | None = None
+        self.weights: WeightsInfo | None = None
+
+    # -- planning ------------------------------------------------------------------------------
+    def plan(self, cases: list[CaseSource]) -> list[CaseSource]:
+        """Cases to run (finished ones dropped under --resume); refuses to overwrite silently."""
+        if not (self.resume or self.overwrite):
+            existing = [c.case_id for c in cases if (self.output_dir / c.case_id).exists()]
+            if existing:
+                raise SettingsError(
+                    f"output folder {self.output_dir}: expected no output for the cases to run, found "
+                    f"{len(existing)} existing case folder(s): {', '.join(existing[:10])}; use --resume to "
+                    "keep finished cases or --overwrite to redo them"
+                )
+        todo = []
+        for c in cases:
+            for stale in stale_temp_folders(self.output_dir, c.case_id):
+                log.warning("removing stale temporary folder %s (interrupted run)", stale)
+                shutil.rmtree(stale)
+            if self.resume and is_finished(self.output_dir, c.case_id):
+                log.info("skip %s: finished (%s)", c.case_id, REPORT_FILE)
+                continue
+            todo.append(c)
+        return todo
+
+    def load_models(self) -> float:
+        t0 = time.perf_counter()
+        folder = locate(self.task.name, self.settings.weight_candidates())
+        log.info("weights: %s", folder)
+        self.segmenter = Segmenter(self.task, folder, self.settings.predict)
+        self.weights = WeightsInfo(folder=str(folder.resolve()),
+                                   metadata_sha256=sha256_file(folder / METADATA_FILE))
+        return time.perf_counter() - t0
+
+    # -- one case ------------------------------------------------------------------------------
+    def _effective_settings(self) -> dict:
+        assert self.segmenter is not None
+        engine = self.segmenter.engine
+        settings = self.settings.predict.model_dump(mode="json")
+        settings["folds_used"] = list(self.settings.predict.folds or engine.meta.nnunet.folds)
+        settings["device_used"] = str(engine.predictor.device)
+        settings["prior_overlap_rule_used"] = bool(self.segmenter.overlap_rule)
+        return settings
+
+    def _write_case(self, folder: Path, values: dict[str, object]) -> tuple[dict[str, list[str]], list, dict | None]:
+        outputs: dict[str, list[str]] = {}
+        stats, t_stage = [], None
+        for socket in self.task.outputs:
+            value = values[socket.slug]
+            if socket.kind == "json":
+                write_json_atomic(value, folder / f"{socket.slug}.json")
+                outputs[socket.slug] = [f"{socket.slug}.json"]
+                t_stage = value if isinstance(value, dict) else None
+                continue
+            assert isinstance(value, sitk.Image)
+            names = [f"{socket.slug}{ext}" for ext in IMAGE_FORMATS]
+            for name in names:
+                write_image_atomic(value, folder / name)
+            outputs[socket.slug] = names
+            stats += structure_stats(self.task, socket.slug, value)
+        return outputs, stats, t_stage
+
+    def _publish(self, tmp: Path, case_id: str) -> None:
+        """Rename the complete temp folder to ``OUT/<case_id>`` (an older folder is moved aside first)."""
+        final = self.output_dir / case_id
+        old = None
+        if final.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{case_id}.old-", dir=self.output_dir))
+            os.replace(final, old / case_id)
+            log.warning("%s: replacing the existing output folder %s", case_id, final)
+        os.replace(tmp, final)
+        if old is not None:
+            shutil.rmtree(old)
+
+    def run_case(self, source: CaseSource) -> CaseResult:
+        assert self.segmenter is not None and self.weights is not None
+        t0 = time.perf_counter()
+        with captured_warnings() as caught:
+            files = source.resolve(self.task)
+            case = self.segmenter.load(files)
+            t1 = time.perf_counter()
+            values = self.segmenter.segment(case)
+            t2 = time.perf_counter()
+            tmp = Path(tempfile.mkdtemp(prefix=f".{source.case_id}.tmp-", dir=self.output_dir))
+            try:
+                outputs, stats, t_stage = self._write_case(tmp, values)
+                t3 = time.perf_counter()
+                report = CaseReport(
+                    hnseg_version=hnseg.__version__, task=self.task.name, case_id=source.case_id,
+                    inputs={k: str(Path(v).resolve()) for k, v in sorted(case.files.items())},
+                    outputs=outputs, structures=stats, t_stage=t_stage, settings=self._effective_settings(),
+                    weights=self.weights,
+                    timings=Timings(load_s=round(t1 - t0, 3), segment_s=round(t2 - t1, 3), write_s=round(t3 - t2, 3)),
+                    warnings=list(caught), finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                )
+                write_json_atomic(report.model_dump(mode="json"), tmp / REPORT_FILE)
+                self._publish(tmp, source.case_id)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        log.info("%s: done in %.1f s (%s)", source.case_id, time.perf_counter() - t0,
+                 ", ".join(f"{s.name} {s.volume_cc:.1f} cc" for s in stats) or "no structures")
+        return CaseResult(case=source.case_id, status="ok", seconds=round(time.perf_counter() - t0, 2),
+                          volumes_cc={s.name: s.volume_cc for s in stats})
+
+    # -- the run -------------------------------------------------------------------------------
+    def skipped(self, case_id: str) -> CaseResult:
+        """A finished case: its volumes read back from its report (no image is loaded)."""
+        volumes: dict[str, float] = {}
+        try:
+            report = CaseReport.model_validate_json((self.output_dir / case_id / REPORT_FILE).read_text())
+            volumes = {s.name: s.volume_cc for s in report.structures}
+        except (OSError, ValueError) as exc:
+            log.warning("%s: finished, but its %s cannot be read back: %s", case_id, REPORT_FILE, exc)
+        return CaseResult(case=case_id, status="skipped", volumes_cc=volumes)
+
+    def write_summary(self, summary: BatchSummary) -> Path:
+        path = self.output_dir / summary_name(self.shard)
+        write_text_atomic(summary_csv(self.task, summary), path)
+        return path
+
+    def run(self, cases: list[CaseSource]) -> BatchSummary:
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        todo = self.plan(cases)
+        todo_ids = {c.case_id for c in todo}
+        summary = BatchSummary(task=self.task.name, shard=f"{self.shard[0]}/{self.shard[1]}" if self.shard else "")
+        results = {c.case_id: self.skipped(c.case_id) for c in cases if c.case_id not in todo_ids}
+        if todo:
+            summary.model_load_s = round(self.load_models(), 2)
+            log.info("models loaded in %.1f s; %d case(s) to run, %d skipped", summary.model_load_s, len(todo),
+                     len(results))
+        with logging_redirect_tqdm():
+            for source in tqdm(todo, desc="cases", unit="case", disable=None):
+                results[source.case_id] = self._guarded(source)
+                summary.results = [results[c.case_id] for c in cases if c.case_id in results]
+                self.write_summary(summary)
+        summary.results = [results[c.case_id] for c in cases]
+        path = self.write_summary(summary)
+        log.info("batch summary (%s):\n%s", path, summary_table(summary))
+        return summary
+
+    def _guarded(self, source: CaseSource) -> CaseResult:
+        t0 = time.perf_counter()
+        try:
+            return self.run_case(source)
+        except Exception as exc:  # one bad case must not stop the batch
+            name = exc.name if isinstance(exc, HnsegError) else type(exc).__name__
+            message = " ".join(str(exc).split())
+            log.error("%s failed: %s: %s", source.case_id, name, message)
+            if not isinstance(exc, HnsegError):
+                log.debug("traceback of %s", source.case_id, exc_info=True)
+            return CaseResult(case=source.case_id, status="failed", error_class=name, error_message=message,
+                              seconds=round(time.perf_counter() - t0, 2))
