@@ -33,6 +33,11 @@ class UnreadableImageError(HnsegError):
     """An image file cannot be read by SimpleITK."""
 
 
+class DicomSeriesError(HnsegError):
+    """A DICOM series does not form one regular volume (missing slice, uneven or duplicate positions,
+    mixed orientations or slice sizes, tilted stack)."""
+
+
 class ImageDimensionError(HnsegError):
     """An image is not a 3D single-component volume."""
 

@@ -33,6 +33,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile-step", dest="tile_step", type=float, help="sliding-window step, fraction of patch (0.5)")
     p.add_argument("--folds", help="comma-separated folds to use (default: all in the weights)")
     p.add_argument("--shard", help="i/N: run only the i-th (1-based) of N deterministic shards of the cases")
+    p.add_argument("--no-qa", dest="no_qa", action="store_true",
+                   help="do not draw OUT/<case_id>/qa.png (one row per structure: axial, coronal, sagittal)")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true",
                        help="skip finished cases (OUT/<case_id>/report.json), redo interrupted ones")
@@ -74,5 +76,5 @@ def run(args: argparse.Namespace) -> int:
         log.info("shard %d/%d: %d case(s)", shard[0], shard[1], len(cases))
     log.info("batch %s: %d case(s) → %s", task.name, len(cases), args.output_dir)
     summary = BatchRunner(task, args.output_dir, settings, resume=args.resume, overwrite=args.overwrite,
-                          shard=shard).run(cases)
+                          shard=shard, qa=not args.no_qa).run(cases)
     return 1 if summary.failed else 0

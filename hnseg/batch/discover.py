@@ -1,7 +1,8 @@
 """Case discovery: one sub-folder per patient under the input folder, or a CSV manifest.
 
 In a case folder each input socket of the task is matched by file name (``{id}`` = the folder's
-name; each pattern with ``.nii.gz``, ``.nii`` or ``.mha``):
+name; each pattern with ``.nii.gz``, ``.nii`` or ``.mha``, or as a sub-folder of DICOM files read as
+one series by ``hnseg.io.dicom``):
 
 - the task's release naming (``RELEASE_PATTERNS``: HNTS-MRG ``preRT/{id}_preRT_T2`` …, SegRap
   ``image`` / ``image_contrast``, NPC ``ct`` / ``mri``);
@@ -53,6 +54,12 @@ def socket_patterns(task: TaskProfile, slug: str) -> tuple[str, ...]:
     return RELEASE_PATTERNS.get(task.name, {}).get(slug, ()) + (slug,)
 
 
+def is_dicom_folder(path: Path) -> bool:
+    """A non-hidden folder holding at least one non-hidden file (read as a DICOM series)."""
+    return (path.is_dir() and not path.name.startswith(".")
+            and any(p.is_file() and not p.name.startswith(".") for p in path.iterdir()))
+
+
 @dataclass(frozen=True)
 class CaseSource:
     """One case: its id and where its inputs come from (a case folder, or manifest paths)."""
@@ -73,6 +80,10 @@ def _is_gc_folder(folder: Path) -> bool:
     return (folder / INPUTS_JSON).is_file() or (folder / "images").is_dir()
 
 
+def _rel(path: Path, folder: Path) -> str:
+    return path.relative_to(folder).as_posix() + ("/" if path.is_dir() else "")
+
+
 def _images_in(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if is_image_file(p))[:20]
 
@@ -86,23 +97,24 @@ def find_case_files(task: TaskProfile, folder: Path) -> dict[str, Path]:
     for socket in task.inputs:
         stems = [p.format(id=folder.name) for p in socket_patterns(task, socket.slug)]
         hits = [folder / f"{s}{ext}" for s in stems for ext in EXTENSIONS if (folder / f"{s}{ext}").is_file()]
+        hits += [folder / s for s in stems if is_dicom_folder(folder / s)]
         if len(hits) > 1:
             raise AmbiguousInputError(
-                f"case {folder}: socket {socket.slug!r} expected exactly one image file, found "
-                f"{len(hits)}: {', '.join(h.relative_to(folder).as_posix() for h in hits)}"
+                f"case {folder}: socket {socket.slug!r} expected exactly one image file or DICOM folder, "
+                f"found {len(hits)}: {', '.join(_rel(h, folder) for h in hits)}"
             )
         if hits:
             found[socket.slug] = hits[0]
     missing = [s for s in task.required_slugs if s not in found]
     if missing:
         expected = "; ".join(
-            f"{s}: " + " or ".join(f"{p.format(id=folder.name)}{{{','.join(EXTENSIONS)}}}"
+            f"{s}: " + " or ".join(f"{p.format(id=folder.name)}{{{','.join(EXTENSIONS)},/}}"
                                    for p in socket_patterns(task, s))
             for s in missing
         )
         raise MissingInputError(
-            f"case {folder}: {task.name} expected an image for socket(s) {missing} ({expected}), "
-            f"found image files {_images_in(folder) or 'none'}"
+            f"case {folder}: {task.name} expected an image or a DICOM folder for socket(s) {missing} "
+            f"({expected}), found image files {_images_in(folder) or 'none'}"
         )
     log.debug("case %s: %s", folder.name, {k: v.name for k, v in found.items()})
     return found
@@ -176,7 +188,7 @@ def _check_given(task: TaskProfile, case_id: str, given: dict[str, Path]) -> dic
         raise MissingInputError(f"case {case_id}: {task.name} expected manifest paths for socket(s) "
                                 f"{missing}, found only {sorted(given)}")
     for slug, p in given.items():
-        if not p.is_file():
-            raise MissingInputError(f"case {case_id}: socket {slug!r} expected an image file at {p}, "
-                                    f"found {'a folder' if p.is_dir() else 'nothing'}")
+        if not (p.is_file() or p.is_dir()):
+            raise MissingInputError(f"case {case_id}: socket {slug!r} expected an image file or a DICOM "
+                                    f"folder at {p}, found nothing")
     return dict(given)

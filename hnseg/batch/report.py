@@ -33,7 +33,7 @@ class StructureStats(_Model):
 class Timings(_Model):
     load_s: float = Field(description="reading + validating the inputs")
     segment_s: float
-    write_s: float = Field(description="writing the output images / JSON")
+    write_s: float = Field(description="writing the output images / JSON and drawing the QA sheet")
 
 
 class WeightsInfo(_Model):
@@ -55,6 +55,8 @@ class CaseReport(_Model):
     settings: dict[str, Any] = Field(description="prediction settings, plus the folds and device used")
     weights: WeightsInfo
     timings: Timings
+    qa_png: str | None = Field(default=None, description="the QA sheet in the case folder; null with --no-qa "
+                                                          "or when it could not be drawn")
     warnings: list[str] = Field(default_factory=list)
     finished_at: str = Field(description="UTC, ISO 8601")
 
@@ -98,13 +100,13 @@ def structure_masks(task: TaskProfile, slug: str, image: sitk.Image) -> list[tup
     return [(n, array[i] > 0) for i, n in enumerate(socket.structures)]
 
 
-def structure_stats(task: TaskProfile, slug: str, image: sitk.Image) -> list[StructureStats]:
-    cc = voxel_volume_cc(image)
+def mask_stats(slug: str, masks: list[tuple[str, np.ndarray]], voxel_cc: float) -> list[StructureStats]:
+    """Statistics of the (name, mask) pairs of one output (``structure_masks``)."""
     stats = []
-    for name, mask in structure_masks(task, slug, image):
+    for name, mask in masks:
         voxels = int(mask.sum())
         components = int(ndimage.label(mask, structure=CONNECTIVITY_26)[1]) if voxels else 0
-        stats.append(StructureStats(name=name, output=slug, voxels=voxels, volume_cc=voxels * cc,
+        stats.append(StructureStats(name=name, output=slug, voxels=voxels, volume_cc=voxels * voxel_cc,
                                     components=components))
     return stats
 

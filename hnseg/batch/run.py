@@ -1,7 +1,7 @@
 """The batch loop: the task's models load once, then every case is read, segmented and written.
 
-Each case is written into ``OUT/.<case_id>.tmp-XXXX`` and renamed to ``OUT/<case_id>`` when complete
-(``report.json`` last). A failing case is logged and recorded; the others go on.
+Each case is written into ``OUT/.<case_id>.tmp-XXXX`` (outputs, ``qa.png``, ``report.json`` last) and
+renamed to ``OUT/<case_id>`` when complete. A failing case is logged and recorded; the others go on.
 """
 
 from __future__ import annotations
@@ -18,18 +18,21 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 import hnseg
 from hnseg.batch.discover import CaseSource
+from hnseg.batch.qa import QA_FILE, qa_sheet
 from hnseg.batch.report import (
-    REPORT_FILE, BatchSummary, CaseReport, CaseResult, Timings, WeightsInfo, structure_stats, summary_csv,
-    summary_table,
+    REPORT_FILE, BatchSummary, CaseReport, CaseResult, Timings, WeightsInfo, mask_stats, structure_masks,
+    summary_csv, summary_table, voxel_volume_cc,
 )
 from hnseg.errors import HnsegError, SettingsError
 from hnseg.io.write import write_image_atomic, write_json_atomic, write_text_atomic
+from hnseg.load.case import Case
 from hnseg.pipeline import Segmenter
 from hnseg.predict.weights import METADATA_FILE, locate, sha256_file
 from hnseg.settings import RunSettings
@@ -80,12 +83,12 @@ class BatchRunner:
     """Plans (resume / overwrite / stale temp folders), loads the models once, runs the cases."""
 
     def __init__(self, task: TaskProfile, output_dir: Path, settings: RunSettings, *, resume: bool = False,
-                 overwrite: bool = False, shard: tuple[int, int] | None = None):
+                 overwrite: bool = False, shard: tuple[int, int] | None = None, qa: bool = True):
         if resume and overwrite:
             raise SettingsError("--resume and --overwrite exclude each other: resume keeps finished cases, "
                                 "overwrite redoes them")
         self.task, self.output_dir, self.settings = task, Path(output_dir), settings
-        self.resume, self.overwrite, self.shard = resume, overwrite, shard
+        self.resume, self.overwrite, self.shard, self.qa = resume, overwrite, shard, qa
         self.segmenter: Segmenter | None = None
         self.weights: WeightsInfo | None = None
 
@@ -130,9 +133,11 @@ class BatchRunner:
         settings["prior_overlap_rule_used"] = bool(self.segmenter.overlap_rule)
         return settings
 
-    def _write_case(self, folder: Path, values: dict[str, object]) -> tuple[dict[str, list[str]], list, dict | None]:
+    def _write_case(self, folder: Path, values: dict[str, object]) -> tuple[dict[str, list[str]], list, dict | None,
+                                                                           dict[str, np.ndarray]]:
+        """Write the outputs; returns their file names, structure statistics, T stage and masks by name."""
         outputs: dict[str, list[str]] = {}
-        stats, t_stage = [], None
+        stats, t_stage, masks = [], None, {}
         for socket in self.task.outputs:
             value = values[socket.slug]
             if socket.kind == "json":
@@ -145,8 +150,23 @@ class BatchRunner:
             for name in names:
                 write_image_atomic(value, folder / name)
             outputs[socket.slug] = names
-            stats += structure_stats(self.task, socket.slug, value)
-        return outputs, stats, t_stage
+            pairs = structure_masks(self.task, socket.slug, value)
+            stats += mask_stats(socket.slug, pairs, voxel_volume_cc(value))
+            masks.update(pairs)
+        return outputs, stats, t_stage, masks
+
+    def _write_qa(self, folder: Path, case: Case, masks: dict[str, np.ndarray], case_id: str) -> str | None:
+        """``qa.png`` over the task's first image input; a sheet that cannot be drawn is a warning."""
+        if not self.qa:
+            return None
+        slug = next(s.slug for s in self.task.inputs if s.kind == "image")
+        try:
+            qa_sheet(case.images[slug], masks, folder / QA_FILE, f"{case_id} · {self.task.name} · {slug}")
+        except Exception as exc:  # the segmentation stands without its picture
+            log.warning("%s: no QA sheet: %s: %s", case_id, type(exc).__name__, exc)
+            log.debug("traceback of the QA sheet of %s", case_id, exc_info=True)
+            return None
+        return QA_FILE
 
     def _publish(self, tmp: Path, case_id: str) -> None:
         """Rename the complete temp folder to ``OUT/<case_id>`` (an older folder is moved aside first)."""
@@ -165,13 +185,15 @@ class BatchRunner:
         t0 = time.perf_counter()
         with captured_warnings() as caught:
             files = source.resolve(self.task)
-            case = self.segmenter.load(files)
+            case = self.segmenter.load(files)  # a DICOM folder: the series of its socket's modality
             t1 = time.perf_counter()
             values = self.segmenter.segment(case)
             t2 = time.perf_counter()
             tmp = Path(tempfile.mkdtemp(prefix=f".{source.case_id}.tmp-", dir=self.output_dir))
             try:
-                outputs, stats, t_stage = self._write_case(tmp, values)
+                outputs, stats, t_stage, masks = self._write_case(tmp, values)
+                qa_png = self._write_qa(tmp, case, masks, source.case_id)
+                del masks
                 t3 = time.perf_counter()
                 report = CaseReport(
                     hnseg_version=hnseg.__version__, task=self.task.name, case_id=source.case_id,
@@ -179,6 +201,7 @@ class BatchRunner:
                     outputs=outputs, structures=stats, t_stage=t_stage, settings=self._effective_settings(),
                     weights=self.weights,
                     timings=Timings(load_s=round(t1 - t0, 3), segment_s=round(t2 - t1, 3), write_s=round(t3 - t2, 3)),
+                    qa_png=qa_png,
                     warnings=list(caught), finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 )
                 write_json_atomic(report.model_dump(mode="json"), tmp / REPORT_FILE)

@@ -47,9 +47,15 @@ def check_nifti_complete(path: Path, label: str) -> None:
                                    f"{tuple(header.get_data_shape())}), the file holds {size}: truncated")
 
 
-def read_image(path: str | os.PathLike, what: str | None = None) -> sitk.Image:
-    """Read one image; ``what`` (a socket slug or role) goes into error messages."""
+def read_image(path: str | os.PathLike, what: str | None = None, modality: str | None = None) -> sitk.Image:
+    """Read one image; ``what`` (a socket slug or role) goes into error messages. A folder is read as a
+    DICOM series (``hnseg.io.dicom``): of ``modality`` ("CT", "MR") when given, else the folder's only
+    series."""
     path = Path(path)
+    if path.is_dir():
+        from hnseg.io.dicom import read_dicom_series
+
+        return read_dicom_series(path, what or "", modality)
     label = f"{what} ({path})" if what else str(path)
     if path.name.lower().endswith((".nii", ".nii.gz")) and path.is_file():
         check_nifti_complete(path, label)

@@ -86,7 +86,7 @@ def load_case(
         if socket.slug not in present:
             continue
         what = case.describe(socket.slug)
-        image = read_image(present[socket.slug], what=f"socket {socket.slug!r}")
+        image = read_image(present[socket.slug], what=f"socket {socket.slug!r}", modality=socket.dicom_modality)
         check_3d_scalar(image, what)
         case.images[socket.slug] = image
         if socket.kind == "mask":

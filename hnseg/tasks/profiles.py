@@ -38,6 +38,15 @@ class InputSocket(_Frozen):
     def relative_path(self) -> str:
         return f"images/{self.slug}"
 
+    @property
+    def dicom_modality(self) -> str | None:
+        """The DICOM Modality (0008,0060) a series given for this socket must have: ``CT`` / ``MR``
+        for images, none for masks."""
+        if self.kind != "image":
+            return None
+        words = self.modality.replace("(", " ").replace(")", " ").split()
+        return "CT" if "CT" in words else "MR" if any(w in ("MRI", "MR") for w in words) else None
+
 
 class ChannelSpec(_Frozen):
     """One network input channel and how it is built from the input sockets."""
