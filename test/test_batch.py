@@ -1,6 +1,11 @@
 """``hnseg batch`` (hospital batch mode, increment 1): discovery, sharding, one model load over many
 phantom patients, per-case failures, atomic case folders, --resume after an interruption.
 
+The acceptance of issue 5 is ``first_run`` + tests 1 and 2: one batch over 8 phantom patients in mixed
+formats (release-layout .nii.gz, .mha, .nii, a DICOM series folder) with corrupt cases (truncated .mha,
+truncated .nii.gz) and an ambiguous one finishes the good cases, names each bad one with its error,
+exits 1; a rerun with --resume does no work for the finished cases.
+
 The demo weights of hntsmrg-task1 (fold 0, no TTA, CPU) on small phantoms keep this file fast.
 """
 
@@ -23,7 +28,9 @@ from hnseg.batch.discover import discover_cases, find_case_files, read_manifest
 from hnseg.batch.shard import parse_shard, select_shard
 from hnseg.cli import main
 from hnseg.errors import AmbiguousInputError, MissingInputError, SettingsError
+from hnseg.io.read import read_image
 from hnseg.phantoms import make_mri_case, write_hntsmrg_release
+from hnseg.phantoms.dicom import write_dicom_series
 from hnseg.tasks import get_task
 from hnseg.tasks.hntsmrg import MID_T2, PRE_MASK, PRE_T2, REG_MASK, REG_T2
 
@@ -33,28 +40,34 @@ TASK1, TASK2 = get_task("hntsmrg-task1"), get_task("hntsmrg-task2")
 OUT_SLUG = "mri-head-neck-segmentation"
 FAST = ["--task", "hntsmrg-task1", "--weights", str(WEIGHTS), "--device", "cpu", "--tta", "off", "--folds", "0"]
 SIZE, SPACING = (64, 64, 24), (2.5, 2.5, 4.0)
-GOOD = ["p1", "p2", "p3", "p4"]
-ALL = ["amb", "bad", *GOOD]
+GOOD = ["p1", "p2", "p3", "p4", "p5"]
+ALL = ["amb", "bad", "badgz", *GOOD]
 
 
 def _float(img: sitk.Image) -> sitk.Image:
     return sitk.Cast(img, sitk.sitkFloat32)
 
 
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
 @pytest.fixture(scope="module")
 def batch_in(tmp_path_factory) -> Path:
-    """p1, p2: HNTS-MRG release layout (.nii.gz); p3: <slug>.mha; p4: <slug>.nii; bad: a truncated
-    .mha; amb: the same socket as .nii.gz and .mha."""
+    """p1, p2: HNTS-MRG release layout (.nii.gz); p3: <slug>.mha; p4: <slug>.nii; p5: <slug>/ a DICOM
+    MR series; bad: a truncated .mha; badgz: a truncated .nii.gz; amb: the same socket as .nii.gz and .mha."""
     root = tmp_path_factory.mktemp("batch") / "in"
-    cases = [make_mri_case(20 + i, f"p{i}", size=SIZE, spacing=SPACING) for i in range(1, 6)]
+    cases = [make_mri_case(20 + i, f"p{i}", size=SIZE, spacing=SPACING) for i in range(1, 7)]
     write_hntsmrg_release(cases[:2], root)
     for case, name in ((cases[2], "p3/pre-rt-t2w-head-neck.mha"), (cases[3], "p4/pre-rt-t2w-head-neck.nii"),
-                       (cases[4], "bad/pre-rt-t2w-head-neck.mha"), (cases[4], "amb/pre-rt-t2w-head-neck.mha"),
-                       (cases[4], "amb/pre-rt-t2w-head-neck.nii.gz")):
+                       (cases[4], "bad/pre-rt-t2w-head-neck.mha"), (cases[4], "badgz/pre-rt-t2w-head-neck.nii.gz"),
+                       (cases[4], "amb/pre-rt-t2w-head-neck.mha"), (cases[4], "amb/pre-rt-t2w-head-neck.nii.gz")):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         sitk.WriteImage(_float(case.pre_t2), str(root / name))
-    bad = root / "bad" / "pre-rt-t2w-head-neck.mha"
-    bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    write_dicom_series(sitk.Cast(sitk.Round(cases[5].pre_t2), sitk.sitkInt16), root / "p5" / PRE_T2, "MR",
+                       series_description="T2", uids={"seed": "test_batch-p5"})
+    _truncate(root / "bad" / "pre-rt-t2w-head-neck.mha")
+    _truncate(root / "badgz" / "pre-rt-t2w-head-neck.nii.gz")
     return root
 
 
@@ -101,17 +114,21 @@ def test_batch_finishes_good_cases_and_names_the_bad_ones(first_run, batch_in):
     assert rc == 1
     rows = _rows(out / "batch_summary.csv")
     assert list(rows) == ALL
-    assert [rows[c]["status"] for c in GOOD] == ["ok"] * 4
+    assert [rows[c]["status"] for c in GOOD] == ["ok"] * len(GOOD)
     assert rows["bad"]["status"] == "failed" and rows["bad"]["error_class"] == "UnreadableImageError"
     assert "pre-rt-t2w-head-neck.mha" in rows["bad"]["error_message"]
+    assert rows["badgz"]["status"] == "failed" and rows["badgz"]["error_class"] == "UnreadableImageError"
+    assert "pre-rt-t2w-head-neck.nii.gz" in rows["badgz"]["error_message"]
+    assert "truncated" in rows["badgz"]["error_message"]
     assert rows["amb"]["status"] == "failed" and rows["amb"]["error_class"] == "AmbiguousInputError"
     assert "pre-rt-t2w-head-neck.mha" in rows["amb"]["error_message"]
     assert "pre-rt-t2w-head-neck.nii.gz" in rows["amb"]["error_message"]
-    assert not (out / "bad").exists() and not (out / "amb").exists()
+    assert not any((out / c).exists() for c in ("amb", "bad", "badgz"))
     assert _leftovers(out) == []
     weights_sha = hashlib.sha256((WEIGHTS / "hnseg_weights.json").read_bytes()).hexdigest()
+    assert _input_file(batch_in, "p5").is_dir()  # the DICOM case
     for case in GOOD:
-        src = sitk.ReadImage(str(_input_file(batch_in, case)))
+        src = read_image(_input_file(batch_in, case))
         nii = sitk.ReadImage(str(out / case / f"{OUT_SLUG}.nii.gz"))
         mha = sitk.ReadImage(str(out / case / f"{OUT_SLUG}.mha"))
         for img in (nii, mha):  # on the input grid
@@ -148,14 +165,14 @@ def test_resume_does_no_work_for_finished_cases(first_run, batch_in, tmp_path, c
     mtimes = {c: (out2 / c / "report.json").stat().st_mtime_ns for c in GOOD}
     caplog.set_level(logging.INFO)
     rc = main(["batch", "-i", str(batch_in), "-o", str(out2), "--resume", *FAST])
-    assert rc == 1  # bad and amb are retried and fail again
+    assert rc == 1  # amb, bad and badgz are retried and fail again
     messages = [r.getMessage() for r in caplog.records]
     for case in GOOD:
         assert f"skip {case}: finished (report.json)" in messages
     assert not any(m.startswith("segmented") for m in messages)  # nothing was segmented
     assert {c: (out2 / c / "report.json").stat().st_mtime_ns for c in GOOD} == mtimes
     rows = _rows(out2 / "batch_summary.csv")
-    assert [rows[c]["status"] for c in ALL] == ["failed", "failed"] + ["skipped"] * 4
+    assert [rows[c]["status"] for c in ALL] == ["failed"] * 3 + ["skipped"] * 5
     first = _rows(out / "batch_summary.csv")
     assert [rows[c]["GTVn_cc"] for c in GOOD] == [first[c]["GTVn_cc"] for c in GOOD]
 
@@ -205,7 +222,7 @@ def test_resume_removes_a_stale_temp_folder_and_redoes_the_case(first_run, manif
     original = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "p2" / f"{OUT_SLUG}.nii.gz")))
     assert np.array_equal(redone, original)
     rows = _rows(out3 / "batch_summary.csv")
-    assert [rows[c]["status"] for c in GOOD] == ["skipped", "ok", "skipped", "skipped"]
+    assert [rows[c]["status"] for c in GOOD] == ["skipped", "ok", "skipped", "skipped", "skipped"]
     assert any("removing stale temporary folder" in r.getMessage() and ".p2.tmp-abc" in r.getMessage()
                for r in caplog.records)
 
@@ -238,10 +255,10 @@ def test_shards_over_the_cli_cover_every_case_once(first_run, batch_in, tmp_path
     _, out, _ = first_run
     out4 = tmp_path / "out"
     rcs = [main(["batch", "-i", str(batch_in), "-o", str(out4), "--shard", f"{i}/2", *FAST]) for i in (1, 2)]
-    assert rcs == [1, 1]  # amb is in shard 1, bad in shard 2
+    assert rcs == [1, 1]  # amb and badgz are in shard 1, bad in shard 2
     shard1 = _rows(out4 / "batch_summary_shard-1-of-2.csv")
     shard2 = _rows(out4 / "batch_summary_shard-2-of-2.csv")
-    assert list(shard1) == ["amb", "p1", "p3"] and list(shard2) == ["bad", "p2", "p4"]
+    assert list(shard1) == ["amb", "badgz", "p2", "p4"] and list(shard2) == ["bad", "p1", "p3", "p5"]
     assert not (out4 / "batch_summary.csv").exists()
     assert sorted(p.name for p in out4.iterdir() if p.is_dir()) == GOOD
     for case in GOOD:  # sharding does not change what a case gets

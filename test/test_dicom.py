@@ -262,3 +262,15 @@ def test_batch_dicom_case_matches_the_nifti_case(batch_run):
     assert (masks["dicom", ".mha"] > 0).sum() > 50
     report = json.loads((out / "dicom" / "report.json").read_text())
     assert report["inputs"] == {PRE_T2: str((inp / "dicom" / PRE_T2).resolve())}
+
+
+def test_dicom_io_leaves_the_process_locale_alone(volumes, tmp_path):
+    """GDCM sets the C locale to "C" and keeps it; reading / writing a series must not (it turned
+    every later subprocess's UTF-8 output into a decode error)."""
+    import locale
+
+    before = locale.setlocale(locale.LC_ALL)
+    write_dicom_series(volumes["CT"], tmp_path / "s", "CT")
+    assert locale.setlocale(locale.LC_ALL) == before
+    read_dicom_series(tmp_path / "s", "ct", "CT")
+    assert locale.setlocale(locale.LC_ALL) == before

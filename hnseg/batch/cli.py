@@ -1,7 +1,8 @@
 """``hnseg batch``: segment every case folder under an input folder (or a manifest) with one model load.
 
 Exit code 0 when every case succeeded or was skipped, 1 when any case failed, 2 for a user error of
-the whole run (bad flags, missing input folder, existing outputs without --resume/--overwrite).
+the whole run (bad flags, missing input folder, existing outputs without --resume/--overwrite), 143 /
+130 when stopped by SIGTERM / SIGINT (the case in progress is cleaned up, ``hnseg.batch.signals``).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def _check_output_outside_input(output_dir: Path, input_dir: Path | None, cases)
 def run(args: argparse.Namespace) -> int:
     from hnseg.batch.discover import discover_cases, read_manifest
     from hnseg.batch.run import BatchRunner
+    from hnseg.batch.signals import BatchInterrupted
     from hnseg.batch.shard import parse_shard, select_shard
     from hnseg.settings import build_settings
     from hnseg.tasks import get_task
@@ -75,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
         cases = select_shard(cases, *shard, key=lambda c: c.case_id)
         log.info("shard %d/%d: %d case(s)", shard[0], shard[1], len(cases))
     log.info("batch %s: %d case(s) → %s", task.name, len(cases), args.output_dir)
-    summary = BatchRunner(task, args.output_dir, settings, resume=args.resume, overwrite=args.overwrite,
-                          shard=shard, qa=not args.no_qa).run(cases)
+    runner = BatchRunner(task, args.output_dir, settings, resume=args.resume, overwrite=args.overwrite,
+                         shard=shard, qa=not args.no_qa)
+    try:
+        summary = runner.run(cases)
+    except BatchInterrupted as exc:  # already logged and summarized by the runner
+        return exc.exit_code
     return 1 if summary.failed else 0

@@ -65,7 +65,7 @@ class CaseResult(_Model):
     """One row of ``batch_summary.csv``."""
 
     case: str
-    status: Literal["ok", "failed", "skipped"]
+    status: Literal["ok", "failed", "skipped", "interrupted"]
     error_class: str = ""
     error_message: str = ""
     seconds: float = 0.0
@@ -136,6 +136,7 @@ def summary_table(summary: BatchSummary) -> str:
     for r in summary.results:
         error = f"{r.error_class}: {r.error_message}" if r.error_class else ""
         lines.append(f"{r.case:<{width}}  {r.status:<7}  {r.seconds:7.1f}  {error[:160]}")
+    interrupted = f", {summary.count('interrupted')} interrupted" if summary.count("interrupted") else ""
     lines.append(f"{summary.count('ok')} ok, {summary.count('failed')} failed, {summary.count('skipped')} skipped"
-                 f" (model load {summary.model_load_s:.1f} s)")
+                 f"{interrupted} (model load {summary.model_load_s:.1f} s)")
     return "\n".join(lines)

@@ -2,6 +2,11 @@
 
 Each case is written into ``OUT/.<case_id>.tmp-XXXX`` (outputs, ``qa.png``, ``report.json`` last) and
 renamed to ``OUT/<case_id>`` when complete. A failing case is logged and recorded; the others go on.
+
+SIGTERM / SIGINT during ``BatchRunner.run`` (``hnseg.batch.signals``) stop the run: the case in
+progress loses its temp folder and is recorded as ``interrupted`` in the summary, cases not started
+are left out of it, finished case folders are not touched, and ``BatchInterrupted`` is re-raised
+(``hnseg batch`` exits 128 + signal number: 143 for SIGTERM, 130 for SIGINT).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from hnseg.batch.report import (
     REPORT_FILE, BatchSummary, CaseReport, CaseResult, Timings, WeightsInfo, mask_stats, structure_masks,
     summary_csv, summary_table, voxel_volume_cc,
 )
+from hnseg.batch.signals import BatchInterrupted, StopSignals
 from hnseg.errors import HnsegError, SettingsError
 from hnseg.io.write import write_image_atomic, write_json_atomic, write_text_atomic
 from hnseg.load.case import Case
@@ -91,6 +97,7 @@ class BatchRunner:
         self.resume, self.overwrite, self.shard, self.qa = resume, overwrite, shard, qa
         self.segmenter: Segmenter | None = None
         self.weights: WeightsInfo | None = None
+        self.signals = StopSignals()  # entered (handlers installed) only inside run()
 
     # -- planning ------------------------------------------------------------------------------
     def plan(self, cases: list[CaseSource]) -> list[CaseSource]:
@@ -181,16 +188,18 @@ class BatchRunner:
             shutil.rmtree(old)
 
     def run_case(self, source: CaseSource) -> CaseResult:
+        """Read, segment and write one case. Its temp folder exists from the start of the case to the
+        end (renamed when complete, removed on any error or interruption): it marks the case in progress."""
         assert self.segmenter is not None and self.weights is not None
         t0 = time.perf_counter()
-        with captured_warnings() as caught:
-            files = source.resolve(self.task)
-            case = self.segmenter.load(files)  # a DICOM folder: the series of its socket's modality
-            t1 = time.perf_counter()
-            values = self.segmenter.segment(case)
-            t2 = time.perf_counter()
-            tmp = Path(tempfile.mkdtemp(prefix=f".{source.case_id}.tmp-", dir=self.output_dir))
-            try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{source.case_id}.tmp-", dir=self.output_dir))
+        try:
+            with captured_warnings() as caught, self.signals.interruptible():
+                files = source.resolve(self.task)
+                case = self.segmenter.load(files)  # a DICOM folder: the series of its socket's modality
+                t1 = time.perf_counter()
+                values = self.segmenter.segment(case)
+                t2 = time.perf_counter()
                 outputs, stats, t_stage, masks = self._write_case(tmp, values)
                 qa_png = self._write_qa(tmp, case, masks, source.case_id)
                 del masks
@@ -205,10 +214,10 @@ class BatchRunner:
                     warnings=list(caught), finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 )
                 write_json_atomic(report.model_dump(mode="json"), tmp / REPORT_FILE)
-                self._publish(tmp, source.case_id)
-            except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
-                raise
+            self._publish(tmp, source.case_id)  # a signal here is held until the rename is done
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         log.info("%s: done in %.1f s (%s)", source.case_id, time.perf_counter() - t0,
                  ", ".join(f"{s.name} {s.volume_cc:.1f} cc" for s in stats) or "no structures")
         return CaseResult(case=source.case_id, status="ok", seconds=round(time.perf_counter() - t0, 2),
@@ -231,24 +240,67 @@ class BatchRunner:
         return path
 
     def run(self, cases: list[CaseSource]) -> BatchSummary:
+        """Run the cases. SIGTERM / SIGINT handlers are installed for the duration of the call only;
+        a stop request cleans up the case in progress and raises ``BatchInterrupted``."""
+        with StopSignals() as signals:
+            self.signals = signals
+            try:
+                return self._run(cases)
+            finally:
+                self.signals = StopSignals()
+
+    def _run(self, cases: list[CaseSource]) -> BatchSummary:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         todo = self.plan(cases)
         todo_ids = {c.case_id for c in todo}
         summary = BatchSummary(task=self.task.name, shard=f"{self.shard[0]}/{self.shard[1]}" if self.shard else "")
         results = {c.case_id: self.skipped(c.case_id) for c in cases if c.case_id not in todo_ids}
-        if todo:
-            summary.model_load_s = round(self.load_models(), 2)
-            log.info("models loaded in %.1f s; %d case(s) to run, %d skipped", summary.model_load_s, len(todo),
-                     len(results))
-        with logging_redirect_tqdm():
-            for source in tqdm(todo, desc="cases", unit="case", disable=None):
-                results[source.case_id] = self._guarded(source)
-                summary.results = [results[c.case_id] for c in cases if c.case_id in results]
-                self.write_summary(summary)
-        summary.results = [results[c.case_id] for c in cases]
-        path = self.write_summary(summary)
+        current: tuple[CaseSource, float] | None = None  # the case in progress, its start time
+        try:
+            if todo:
+                with self.signals.interruptible():
+                    summary.model_load_s = round(self.load_models(), 2)
+                log.info("models loaded in %.1f s; %d case(s) to run, %d skipped", summary.model_load_s,
+                         len(todo), len(results))
+            with logging_redirect_tqdm():
+                for source in tqdm(todo, desc="cases", unit="case", disable=None):
+                    current = (source, time.perf_counter())
+                    results[source.case_id] = self._guarded(source)
+                    current = None
+                    self._write_results(summary, results, cases)
+                    self.signals.check()  # a signal held while the case folder was renamed
+        except BatchInterrupted as exc:
+            self._interrupted(exc, current, summary, results, cases)
+            raise
+        path = self._write_results(summary, results, cases)
         log.info("batch summary (%s):\n%s", path, summary_table(summary))
         return summary
+
+    def _write_results(self, summary: BatchSummary, results: dict[str, CaseResult],
+                       cases: list[CaseSource]) -> Path:
+        """The summary CSV with the cases that have a result so far, in the order of ``cases``."""
+        summary.results = [results[c.case_id] for c in cases if c.case_id in results]
+        return self.write_summary(summary)
+
+    def _interrupted(self, exc: BatchInterrupted, current: tuple[CaseSource, float] | None,
+                     summary: BatchSummary, results: dict[str, CaseResult], cases: list[CaseSource]) -> None:
+        """After a stop signal: no temp folder of the case in progress is left; it is ``interrupted`` in
+        the summary; cases not started are left out of it. Signals are held meanwhile."""
+        if current is None:
+            log.error("interrupted by %s with no case in progress", exc.signal_name)
+        else:
+            source, t0 = current
+            for stale in stale_temp_folders(self.output_dir, source.case_id):
+                shutil.rmtree(stale, ignore_errors=True)
+            results[source.case_id] = CaseResult(
+                case=source.case_id, status="interrupted", error_class=type(exc).__name__,
+                error_message=f"{exc.signal_name} received during the case; its outputs were removed "
+                              "(rerun with --resume)",
+                seconds=round(time.perf_counter() - t0, 2))
+            log.error("interrupted by %s during %s", exc.signal_name, source.case_id)
+        path = self._write_results(summary, results, cases)
+        log.info("batch summary (%s), %d case(s) not started:\n%s", path,
+                 sum(c.case_id not in results for c in cases), summary_table(summary))
 
     def _guarded(self, source: CaseSource) -> CaseResult:
         t0 = time.perf_counter()

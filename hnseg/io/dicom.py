@@ -196,6 +196,25 @@ def sort_slices(slices: list[SliceInfo], label: str) -> tuple[list[SliceInfo], f
     return ordered, mean_step, np.column_stack([row, col, normal])
 
 
+def keeps_locale(fn):
+    """GDCM switches the process's C locale to "C" (to parse numbers) and leaves it there, which
+    turns Python's preferred encoding into ASCII for everything after (a subprocess's UTF-8 output
+    then fails to decode): restore the caller's locale after ``fn``."""
+    import functools
+    import locale
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        saved = locale.setlocale(locale.LC_ALL)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            locale.setlocale(locale.LC_ALL, saved)
+
+    return wrapper
+
+
+@keeps_locale
 def read_dicom_series(folder: Path, what: str, modality: str | None = None) -> sitk.Image:
     """Read the one DICOM series of ``folder`` (of ``modality`` when given: "CT", "MR") as a 3D image;
     ``what`` (a socket slug or role) goes into error messages."""

@@ -22,6 +22,8 @@ from typing import Literal
 import numpy as np
 import SimpleITK as sitk
 
+from hnseg.io.dicom import keeps_locale
+
 log = logging.getLogger(__name__)
 
 SOP_CLASS = {"CT": "1.2.840.10008.5.1.4.1.1.2", "MR": "1.2.840.10008.5.1.4.1.1.4"}
@@ -73,6 +75,7 @@ def _resolve_uids(uids: dict | None, modality: str, series_description: str) -> 
     return out
 
 
+@keeps_locale
 def write_dicom_series(image: sitk.Image, folder: Path, modality: Literal["CT", "MR"], *,
                        orientation: Orientation = "axial", series_description: str = "",
                        uids: dict | None = None) -> dict:
