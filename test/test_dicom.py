@@ -17,7 +17,7 @@ import SimpleITK as sitk
 from hnseg.batch.discover import find_case_files, read_manifest
 from hnseg.cli import main
 from hnseg.errors import AmbiguousInputError, DicomSeriesError, MissingInputError
-from hnseg.io.dicom import read_dicom_series
+from hnseg.io.dicom import keeps_locale, read_dicom_series
 from hnseg.io.read import read_image
 from hnseg.phantoms import make_mri_case
 from hnseg.phantoms.ct_anatomy import make_ct_case
@@ -43,6 +43,7 @@ def volumes() -> dict[str, sitk.Image]:
     return {"CT": ct, "MR": mr}
 
 
+@keeps_locale  # the test's own GDCM calls must not leave the process in the "C" locale either
 def _tags(file: Path, *keys: str) -> list[str]:
     r = sitk.ImageFileReader()
     r.SetFileName(str(file))
@@ -119,6 +120,7 @@ def test_missing_slice_is_an_error_naming_the_gap(volumes, ct_series):
     assert float(m.group(3)) == pytest.approx(dz, abs=1e-3)
 
 
+@keeps_locale
 def _shift_slice(file: Path, dz: float) -> None:
     """Rewrite one slice with its ImagePositionPatient moved by ``dz`` mm along z."""
     r = sitk.ImageFileReader()
