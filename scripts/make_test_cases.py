@@ -49,7 +49,7 @@ def output_rel(task: str) -> Path:
     """The case's image output: the task's label-map or binary-stack socket."""
     from hnseg.tasks import get_task
 
-    (slug,) = [o.slug for o in get_task(task).outputs if o.kind != "json"]
+    (slug,) = [o.slug for o in get_task(task).image_outputs]
     return Path("images") / slug / "output.mha"
 
 

@@ -28,7 +28,7 @@ def task_of(case: str) -> str:
 def output_rel(case: str) -> str:
     from hnseg.tasks import get_task
 
-    (slug,) = [o.slug for o in get_task(task_of(case)).outputs if o.kind != "json"]
+    (slug,) = [o.slug for o in get_task(task_of(case)).image_outputs]
     return f"images/{slug}/output.mha"
 
 

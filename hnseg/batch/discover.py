@@ -25,27 +25,24 @@ from hnseg.errors import AmbiguousInputError, MissingInputError, SettingsError
 from hnseg.interfaces.grand_challenge import INPUTS_JSON, discover_inputs
 from hnseg.io.read import is_image_file
 from hnseg.tasks import TaskProfile
-from hnseg.tasks import hntsmrg, npc, segrap
+from hnseg.tasks import hntsmrg
+from hnseg.training.releases import hntsmrg as hntsmrg_release
+from hnseg.training.releases import segrap as segrap_release
 
 log = logging.getLogger(__name__)
 
 EXTENSIONS = (".nii.gz", ".nii", ".mha")
 MANIFEST_ID = "case_id"
 
-_SEGRAP = {segrap.CT: ("image",), segrap.CT_CONTRAST: ("image_contrast",)}
-# task → socket slug → release file names relative to the case folder, without extension
+_HNTSMRG_SOCKETS = {hntsmrg.MID_T2: "mid_t2", hntsmrg.REG_MASK: "reg_mask", hntsmrg.REG_T2: "reg_t2",
+                    hntsmrg.PRE_T2: "pre_t2", hntsmrg.PRE_MASK: "pre_mask"}
+# task → socket slug → release file names relative to the case folder, without extension: the
+# training readers' own names (hnseg.training.releases)
 RELEASE_PATTERNS: dict[str, dict[str, tuple[str, ...]]] = {
-    "hntsmrg-task1": {hntsmrg.PRE_T2: ("preRT/{id}_preRT_T2",)},
-    "hntsmrg-task2": {
-        hntsmrg.MID_T2: ("midRT/{id}_midRT_T2",),
-        hntsmrg.REG_MASK: ("midRT/{id}_preRT_mask_registered",),
-        hntsmrg.REG_T2: ("midRT/{id}_preRT_T2_registered",),
-        hntsmrg.PRE_T2: ("preRT/{id}_preRT_T2",),
-        hntsmrg.PRE_MASK: ("preRT/{id}_preRT_mask",),
-    },
-    "segrap-task1": _SEGRAP,
-    "segrap-task2": _SEGRAP,
-    "npc-targets": {npc.CT: ("ct",), npc.MRI: ("mri",)},
+    "hntsmrg-task1": {hntsmrg.PRE_T2: (hntsmrg_release.STEMS["pre_t2"],)},
+    "hntsmrg-task2": {slug: (hntsmrg_release.STEMS[key],) for slug, key in _HNTSMRG_SOCKETS.items()},
+    **{task: {slug: (name.removesuffix(".nii.gz"),) for slug, name in images.items()}
+       for task, (_prefix, images) in segrap_release.LAYOUTS.items()},
 }
 
 

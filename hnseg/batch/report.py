@@ -112,7 +112,7 @@ def mask_stats(slug: str, masks: list[tuple[str, np.ndarray]], voxel_cc: float) 
 
 
 def summary_columns(task: TaskProfile) -> list[str]:
-    names = [n for o in task.outputs if o.kind != "json" for n in (o.structures or tuple(task.label_map))]
+    names = [n for o in task.image_outputs for n in (o.structures or tuple(task.label_map))]
     return ["case", "status", "error_class", "error_message", "seconds"] + [f"{n}_cc" for n in dict.fromkeys(names)]
 
 

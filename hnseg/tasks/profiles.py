@@ -167,6 +167,11 @@ class TaskProfile(_Frozen):
         return {lab.name: lab.value for lab in self.labels}
 
     @property
+    def image_outputs(self) -> tuple[OutputSocket, ...]:
+        """The image output sockets (label maps and binary stacks; not the JSON ones)."""
+        return tuple(o for o in self.outputs if o.kind != "json")
+
+    @property
     def stack_output(self) -> OutputSocket | None:
         """The first 4D binary-stack output socket (None for label-map tasks)."""
         return next((o for o in self.outputs if o.kind == "binary-stack"), None)

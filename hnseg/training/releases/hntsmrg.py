@@ -16,16 +16,19 @@ from hnseg.tasks.hntsmrg import MID_T2, PRE_T2, REG_MASK
 from hnseg.training.releases.sample import Sample
 
 
+# the release's files per patient, relative to <root>/<id>/, without the .nii.gz extension
+STEMS = {
+    "pre_t2": "preRT/{id}_preRT_T2",
+    "pre_mask": "preRT/{id}_preRT_mask",
+    "mid_t2": "midRT/{id}_midRT_T2",
+    "mid_mask": "midRT/{id}_midRT_mask",
+    "reg_t2": "midRT/{id}_preRT_T2_registered",
+    "reg_mask": "midRT/{id}_preRT_mask_registered",
+}
+
+
 def _files(root: Path, pid: str) -> dict[str, Path]:
-    p = root / pid
-    return {
-        "pre_t2": p / "preRT" / f"{pid}_preRT_T2.nii.gz",
-        "pre_mask": p / "preRT" / f"{pid}_preRT_mask.nii.gz",
-        "mid_t2": p / "midRT" / f"{pid}_midRT_T2.nii.gz",
-        "mid_mask": p / "midRT" / f"{pid}_midRT_mask.nii.gz",
-        "reg_t2": p / "midRT" / f"{pid}_preRT_T2_registered.nii.gz",
-        "reg_mask": p / "midRT" / f"{pid}_preRT_mask_registered.nii.gz",
-    }
+    return {k: root / pid / f"{stem.format(id=pid)}.nii.gz" for k, stem in STEMS.items()}
 
 
 def patients(root: Path) -> list[str]:
