@@ -346,7 +346,11 @@ def test_missing_inputs_are_named(tmp_path, release_case):
     no_mask = tmp_path / "17"
     shutil.copytree(release_case, no_mask)
     (no_mask / "midRT/17_preRT_mask_registered.nii.gz").unlink()
-    with pytest.raises(MissingInputError, match=REG_MASK):
+    # the pre-RT image and mask are there: hnseg registers them itself (test_batch_registration.py)
+    assert REG_MASK not in find_case_files(TASK2, no_mask) and PRE_MASK in find_case_files(TASK2, no_mask)
+    (no_mask / "preRT/17_preRT_mask.nii.gz").unlink()
+    with pytest.raises(MissingInputError, match=rf"\['{REG_MASK}'\].* or, to register them here, "
+                                                 rf"{MID_T2} \+ {PRE_T2} \+ {PRE_MASK}"):
         find_case_files(TASK2, no_mask)
 
 

@@ -102,7 +102,7 @@ def find_case_files(task: TaskProfile, folder: Path) -> dict[str, Path]:
             )
         if hits:
             found[socket.slug] = hits[0]
-    missing = [s for s in task.required_slugs if s not in found]
+    missing = task.missing_inputs(found, allow_registration=True)
     if missing:
         expected = "; ".join(
             f"{s}: " + " or ".join(f"{p.format(id=folder.name)}{{{','.join(EXTENSIONS)},/}}"
@@ -111,7 +111,7 @@ def find_case_files(task: TaskProfile, folder: Path) -> dict[str, Path]:
         )
         raise MissingInputError(
             f"case {folder}: {task.name} expected an image or a DICOM folder for socket(s) {missing} "
-            f"({expected}), found image files {_images_in(folder) or 'none'}"
+            f"({expected}){_registration_hint(task)}, found image files {_images_in(folder) or 'none'}"
         )
     log.debug("case %s: %s", folder.name, {k: v.name for k, v in found.items()})
     return found
@@ -179,11 +179,16 @@ def read_manifest(path: Path, task: TaskProfile) -> list[CaseSource]:
     return sorted(cases.values(), key=lambda c: c.case_id)
 
 
+def _registration_hint(task: TaskProfile) -> str:
+    reg = task.registration
+    return f" or, to register them here, {' + '.join(reg.sources)}" if reg else ""
+
+
 def _check_given(task: TaskProfile, case_id: str, given: dict[str, Path]) -> dict[str, Path]:
-    missing = [s for s in task.required_slugs if s not in given]
+    missing = task.missing_inputs(given, allow_registration=True)
     if missing:
         raise MissingInputError(f"case {case_id}: {task.name} expected manifest paths for socket(s) "
-                                f"{missing}, found only {sorted(given)}")
+                                f"{missing}{_registration_hint(task)}, found only {sorted(given)}")
     for slug, p in given.items():
         if not (p.is_file() or p.is_dir()):
             raise MissingInputError(f"case {case_id}: socket {slug!r} expected an image file or a DICOM "

@@ -43,10 +43,14 @@ from hnseg.pipeline import Segmenter
 from hnseg.predict.weights import METADATA_FILE, locate, sha256_file
 from hnseg.settings import RunSettings
 from hnseg.tasks import TaskProfile
+from hnseg.write.dicom_seg import write_dicom_seg
+from hnseg.write.dicom_source import load_source_series
+from hnseg.write.rtstruct import write_rtstruct
 
 log = logging.getLogger(__name__)
 
 IMAGE_FORMATS = (".nii.gz", ".mha")
+DICOM_SEG_FILE, RTSTRUCT_FILE = "seg.dcm", "rtstruct.dcm"
 
 
 def summary_name(shard: tuple[int, int] | None) -> str:
@@ -175,6 +179,18 @@ class BatchRunner:
             return None
         return QA_FILE
 
+    def _write_dicom(self, folder: Path, case: Case, masks: dict[str, np.ndarray]) -> dict[str, list[str]]:
+        """DICOM SEG + RTSTRUCT over the reference input's series, when that input is a DICOM folder."""
+        socket = self.task.socket(self.task.reference_socket)
+        series_folder = Path(case.files[socket.slug])
+        if not series_folder.is_dir():
+            return {}
+        source = load_source_series(series_folder, socket.slug, socket.dicom_modality)
+        pairs = list(masks.items())
+        write_dicom_seg(pairs, source, folder / DICOM_SEG_FILE, series_description=f"hnseg {self.task.name}")
+        write_rtstruct(pairs, source, folder / RTSTRUCT_FILE, series_description=f"hnseg {self.task.name}")
+        return {"dicom-seg": [DICOM_SEG_FILE], "rtstruct": [RTSTRUCT_FILE]}
+
     def _publish(self, tmp: Path, case_id: str) -> None:
         """Rename the complete temp folder to ``OUT/<case_id>`` (an older folder is moved aside first)."""
         final = self.output_dir / case_id
@@ -201,6 +217,7 @@ class BatchRunner:
                 values = self.segmenter.segment(case)
                 t2 = time.perf_counter()
                 outputs, stats, t_stage, masks = self._write_case(tmp, values)
+                outputs.update(self._write_dicom(tmp, case, masks))
                 qa_png = self._write_qa(tmp, case, masks, source.case_id)
                 del masks
                 t3 = time.perf_counter()

@@ -214,10 +214,23 @@ def keeps_locale(fn):
     return wrapper
 
 
+@dataclass(frozen=True)
+class SortedSeries:
+    """One DICOM series of a folder, its files sorted along the slice normal: file k holds slice k
+    (z index k) of the volume ``read_dicom_series`` returns."""
+
+    uid: str
+    files: tuple[str, ...]
+    pixel_spacing: tuple[float, float]  # PixelSpacing (row spacing, column spacing)
+    step: float  # mm between slices along the normal
+    direction: np.ndarray  # columns: row cosine, column cosine, normal
+    origin: tuple[float, float, float]  # ImagePositionPatient of file 0
+    label: str  # for error messages
+
+
 @keeps_locale
-def read_dicom_series(folder: Path, what: str, modality: str | None = None) -> sitk.Image:
-    """Read the one DICOM series of ``folder`` (of ``modality`` when given: "CT", "MR") as a 3D image;
-    ``what`` (a socket slug or role) goes into error messages."""
+def sort_series(folder: Path, what: str, modality: str | None = None) -> SortedSeries:
+    """The one series of ``folder`` (of ``modality`` when given), checked and sorted (module docstring)."""
     folder = Path(folder)
     label = f"{what} ({folder})" if what else str(folder)
     if not folder.is_dir():
@@ -225,9 +238,20 @@ def read_dicom_series(folder: Path, what: str, modality: str | None = None) -> s
     series = choose_series(folder, label, modality)
     label = f"{label}, series {series.uid}"
     ordered, step, direction = sort_slices([_slice_info(f, label) for f in series.files], label)
+    return SortedSeries(uid=series.uid, files=tuple(s.file for s in ordered), pixel_spacing=ordered[0].pixel_spacing,
+                        step=step, direction=direction, origin=tuple(float(v) for v in ordered[0].position),
+                        label=label)
+
+
+@keeps_locale
+def read_dicom_series(folder: Path, what: str, modality: str | None = None) -> sitk.Image:
+    """Read the one DICOM series of ``folder`` (of ``modality`` when given: "CT", "MR") as a 3D image;
+    ``what`` (a socket slug or role) goes into error messages."""
+    series = sort_series(folder, what, modality)
+    label, direction = series.label, series.direction
     reader = sitk.ImageSeriesReader()
     reader.SetImageIO("GDCMImageIO")
-    reader.SetFileNames([s.file for s in ordered])
+    reader.SetFileNames(list(series.files))
     try:
         image = reader.Execute()
     except RuntimeError as exc:
@@ -238,9 +262,9 @@ def read_dicom_series(folder: Path, what: str, modality: str | None = None) -> s
     if image.GetDimension() != 3 or np.max(np.abs(found - direction)) > ORIENTATION_TOL:
         raise DicomSeriesError(f"{label}: expected the read volume to have direction {direction.ravel().tolist()} "
                                f"(ImageOrientationPatient and its normal), SimpleITK gave {found.ravel().tolist()}")
-    ps = ordered[0].pixel_spacing
-    image.SetSpacing((ps[1], ps[0], step))  # PixelSpacing is (row spacing, column spacing)
-    image.SetOrigin(tuple(float(v) for v in ordered[0].position))
+    ps = series.pixel_spacing
+    image.SetSpacing((ps[1], ps[0], series.step))  # PixelSpacing is (row spacing, column spacing)
+    image.SetOrigin(series.origin)
     image.SetDirection(tuple(float(v) for v in direction.ravel()))
-    log.debug("%s: %d slices, step %.4g mm, size %s", label, len(ordered), step, image.GetSize())
+    log.debug("%s: %d slices, step %.4g mm, size %s", label, len(series.files), series.step, image.GetSize())
     return image

@@ -62,3 +62,8 @@ def write_text_atomic(text: str, path: str | os.PathLike) -> Path:
 
 def write_json_atomic(obj: Any, path: str | os.PathLike) -> Path:
     return write_text_atomic(json.dumps(obj, indent=2) + "\n", path)
+
+
+def write_dicom_atomic(dataset: Any, path: str | os.PathLike) -> Path:
+    """A pydicom ``Dataset`` (highdicom's SEG included) as a DICOM Part-10 file."""
+    return _atomic(path, lambda tmp: dataset.save_as(tmp, enforce_file_format=True))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hnseg.tasks.profiles import ChannelSpec, InputSocket, Label, OutputSocket, TaskProfile
+from hnseg.tasks.profiles import ChannelSpec, InputSocket, Label, OutputSocket, RegistrationSpec, TaskProfile
 
 GTV_LABELS = (Label(name="GTVp", value=1), Label(name="GTVn", value=2))
 MASK_VALUES = (0, 1, 2)
@@ -52,4 +52,6 @@ HNTSMRG_TASK2 = TaskProfile(
     ),
     labels=GTV_LABELS,
     outputs=(OUTPUT,),
+    registration=RegistrationSpec(fixed=MID_T2, moving=PRE_T2, moving_mask=PRE_MASK, registered_image=REG_T2,
+                                  registered_mask=REG_MASK),
 )

@@ -88,6 +88,26 @@ class OutputSocket(_Frozen):
         return f"images/{self.slug}" if self.kind != "json" else self.slug
 
 
+class RegistrationSpec(_Frozen):
+    """Inputs hnseg can compute when a case lacks them (batch mode): ``moving`` registered onto
+    ``fixed``, giving ``registered_image``, and ``moving_mask`` warped the same way, giving
+    ``registered_mask`` (``hnseg.preprocess.registration``)."""
+
+    fixed: str
+    moving: str
+    moving_mask: str
+    registered_image: str
+    registered_mask: str
+
+    @property
+    def sources(self) -> tuple[str, str, str]:
+        return self.fixed, self.moving, self.moving_mask
+
+    @property
+    def computed(self) -> tuple[str, str]:
+        return self.registered_image, self.registered_mask
+
+
 class TaskProfile(_Frozen):
     name: str
     title: str
@@ -103,6 +123,9 @@ class TaskProfile(_Frozen):
         default_factory=dict, description="structure groups of the multi-task trainer (OAR, GTV, CTV …)"
     )
     t_stage: TStageSpec | None = None
+    registration: RegistrationSpec | None = Field(
+        default=None, description="registered inputs batch mode may compute from the unregistered ones"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "TaskProfile":
@@ -114,6 +137,8 @@ class TaskProfile(_Frozen):
         for s in self.inputs:
             if s.same_grid_as:
                 refs.add(s.same_grid_as)
+        if self.registration:
+            refs.update(self.registration.sources + self.registration.computed)
         for c in self.channels:
             refs.add(c.socket)
             if c.mask_socket:
@@ -153,6 +178,15 @@ class TaskProfile(_Frozen):
     @property
     def required_slugs(self) -> tuple[str, ...]:
         return tuple(s.slug for s in self.inputs if s.required)
+
+    def missing_inputs(self, given, *, allow_registration: bool = False) -> list[str]:
+        """Required sockets absent from ``given``; with ``allow_registration``, those the task's
+        registration can compute from the given ones are not missing."""
+        missing = [s for s in self.required_slugs if s not in given]
+        reg = self.registration
+        if allow_registration and reg and all(s in given for s in reg.sources):
+            missing = [s for s in missing if s not in reg.computed]
+        return missing
 
     @property
     def used_slugs(self) -> tuple[str, ...]:
