@@ -88,3 +88,8 @@ class SettingsError(HnsegError):
 
 class OutputFormatError(HnsegError):
     """Evaluation: a ground-truth or prediction file does not have the task's output format."""
+
+
+class RegistrationError(HnsegError):
+    """itk-elastix could not register the pre-RT image onto the mid-RT image, or transformix could
+    not warp the pre-RT mask onto the mid-RT grid (the message quotes what elastix reported)."""

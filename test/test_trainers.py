@@ -392,6 +392,31 @@ def test_dice_focal_loss_matches_nnunet_structure(nnunet_work, dice_focal_run):
     assert float(t.loss.loss(x, y)) == pytest.approx(expected, abs=1e-6)
 
 
+@pytest.mark.parametrize("ds, trainer, parent", [
+    (LABELMAP_ID, "nnUNetTrainerDiceFocalAdam", "nnUNetTrainerDiceFocal"),
+    (REGION_ID, "nnUNetTrainerHnsegMultiTaskAdam", "nnUNetTrainerHnsegMultiTask"),
+])
+def test_adamw_variants_change_only_the_optimizer(nnunet_work, ds, trainer, parent):
+    """AdamW (lr 3e-3, wd 3e-5, AMSGrad) with nnU-Net's poly decay; the loss is the parent's."""
+    from nnunetv2.run.run_training import get_trainer_from_args
+
+    plans_id, config = nnunet_work[ds]
+    t = get_trainer_from_args(str(ds), config, 1, trainer, plans_id, device=torch.device("cpu"))
+    t.initialize()
+    assert type(t).__mro__[2].__name__ == parent
+    opt = t.optimizer
+    assert isinstance(opt, torch.optim.AdamW)
+    group = opt.param_groups[0]
+    assert (group["lr"], group["weight_decay"], group["amsgrad"]) == (3e-3, 3e-5, True)
+    assert sum(p.numel() for g in opt.param_groups for p in g["params"]) == sum(
+        p.numel() for p in t.network.parameters())
+    t.lr_scheduler.step(t.num_epochs // 2)
+    assert group["lr"] == pytest.approx(3e-3 * 0.5 ** 0.9)
+    ref = get_trainer_from_args(str(ds), config, 1, parent, plans_id, device=torch.device("cpu"))
+    ref.initialize()
+    assert type(t.loss) is type(ref.loss) and isinstance(ref.optimizer, torch.optim.SGD)
+
+
 # --- multi-task ----------------------------------------------------------------------------------
 
 def test_multitask_trains_with_surgery(multitask_run):

@@ -36,6 +36,10 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", help="i/N: run only the i-th (1-based) of N deterministic shards of the cases")
     p.add_argument("--no-qa", dest="no_qa", action="store_true",
                    help="do not draw OUT/<case_id>/qa.png (one row per structure: axial, coronal, sagittal)")
+    p.add_argument("--registration-iterations", dest="registration_iterations", type=int,
+                   help="hntsmrg-task2 cases without the registered pre-RT mask are registered here (elastix, "
+                        "rigid + the organizers' B-spline file): cap every stage's iterations per resolution "
+                        "at N (default: the files' own, 256 rigid / 5000 B-spline)")
     again = p.add_mutually_exclusive_group()
     again.add_argument("--resume", action="store_true",
                        help="skip finished cases (OUT/<case_id>/report.json), redo interrupted ones")
@@ -62,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from hnseg.batch.run import BatchRunner
     from hnseg.batch.signals import BatchInterrupted
     from hnseg.batch.shard import parse_shard, select_shard
+    from hnseg.preprocess.registration import RegistrationSettings
     from hnseg.settings import build_settings
     from hnseg.tasks import get_task
 
@@ -71,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
         raise SettingsError("batch: expected --task (or $HNSEG_TASK) naming one task, found none")
     task = get_task(settings.task)
     shard = parse_shard(args.shard) if args.shard else None
+    if args.registration_iterations is not None and args.registration_iterations < 1:
+        raise SettingsError(f"--registration-iterations: expected a positive number of iterations, found "
+                            f"{args.registration_iterations}")
     cases = read_manifest(args.manifest, task) if args.manifest else discover_cases(args.input_dir)
     _check_output_outside_input(args.output_dir, args.input_dir, cases)
     if shard is not None:
@@ -78,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
         log.info("shard %d/%d: %d case(s)", shard[0], shard[1], len(cases))
     log.info("batch %s: %d case(s) → %s", task.name, len(cases), args.output_dir)
     runner = BatchRunner(task, args.output_dir, settings, resume=args.resume, overwrite=args.overwrite,
-                         shard=shard, qa=not args.no_qa)
+                         shard=shard, qa=not args.no_qa,
+                         registration=RegistrationSettings(max_iterations=args.registration_iterations))
     try:
         summary = runner.run(cases)
     except BatchInterrupted as exc:  # already logged and summarized by the runner

@@ -52,6 +52,9 @@ class CaseReport(_Model):
     outputs: dict[str, list[str]] = Field(description="output slug → files in the case folder")
     structures: list[StructureStats]
     t_stage: dict[str, Any] | None = None
+    registration: dict[str, Any] | None = Field(
+        default=None, description="set when the registered pre-RT inputs were computed here (hntsmrg-task2): "
+                                  "the sockets computed, their files and the registration record")
     settings: dict[str, Any] = Field(description="prediction settings, plus the folds and device used")
     weights: WeightsInfo
     timings: Timings

@@ -39,7 +39,9 @@ from hnseg.batch.signals import BatchInterrupted, StopSignals
 from hnseg.errors import HnsegError, SettingsError
 from hnseg.io.write import write_image_atomic, write_json_atomic, write_text_atomic
 from hnseg.load.case import Case
+from hnseg.io.read import read_image
 from hnseg.pipeline import Segmenter
+from hnseg.preprocess.registration import RegistrationSettings, register_pre_to_mid
 from hnseg.predict.weights import METADATA_FILE, locate, sha256_file
 from hnseg.settings import RunSettings
 from hnseg.tasks import TaskProfile
@@ -93,12 +95,14 @@ class BatchRunner:
     """Plans (resume / overwrite / stale temp folders), loads the models once, runs the cases."""
 
     def __init__(self, task: TaskProfile, output_dir: Path, settings: RunSettings, *, resume: bool = False,
-                 overwrite: bool = False, shard: tuple[int, int] | None = None, qa: bool = True):
+                 overwrite: bool = False, shard: tuple[int, int] | None = None, qa: bool = True,
+                 registration: RegistrationSettings | None = None):
         if resume and overwrite:
             raise SettingsError("--resume and --overwrite exclude each other: resume keeps finished cases, "
                                 "overwrite redoes them")
         self.task, self.output_dir, self.settings = task, Path(output_dir), settings
         self.resume, self.overwrite, self.shard, self.qa = resume, overwrite, shard, qa
+        self.registration = registration or RegistrationSettings()
         self.segmenter: Segmenter | None = None
         self.weights: WeightsInfo | None = None
         self.signals = StopSignals()  # entered (handlers installed) only inside run()
@@ -179,6 +183,28 @@ class BatchRunner:
             return None
         return QA_FILE
 
+    def _register(self, folder: Path, case_id: str, files: dict[str, Path]) -> tuple[dict[str, Path], dict | None]:
+        """Compute the task's registered inputs when the case lacks them (``TaskProfile.registration``):
+        written into the case folder and read from there like given ones."""
+        reg = self.task.registration
+        if reg is None or not self.task.missing_inputs(files):
+            return files, None
+        for slug in reg.computed:
+            if slug in files:
+                log.warning("%s: %s is given but %s is not: both are computed here, the given one is ignored",
+                            case_id, slug, next(s for s in reg.computed if s != slug))
+        images = {s: read_image(files[s], what=f"socket {s!r}", modality=self.task.socket(s).dicom_modality)
+                  for s in reg.sources}
+        result = register_pre_to_mid(images[reg.moving], images[reg.moving_mask], images[reg.fixed], self.registration)
+        out = dict(files)
+        names = {}
+        for slug, image in ((reg.registered_image, result.image), (reg.registered_mask, result.mask)):
+            names[slug] = f"{slug}.nii.gz"
+            out[slug] = write_image_atomic(image, folder / names[slug])
+        log.info("%s: registered %s onto %s in %.1f s (%s)", case_id, reg.moving, reg.fixed, result.record.seconds,
+                 ", ".join(result.record.stages))
+        return out, {"computed": names, **result.record.model_dump(mode="json")}
+
     def _write_dicom(self, folder: Path, case: Case, masks: dict[str, np.ndarray]) -> dict[str, list[str]]:
         """DICOM SEG + RTSTRUCT over the reference input's series, when that input is a DICOM folder."""
         socket = self.task.socket(self.task.reference_socket)
@@ -190,6 +216,13 @@ class BatchRunner:
         write_dicom_seg(pairs, source, folder / DICOM_SEG_FILE, series_description=f"hnseg {self.task.name}")
         write_rtstruct(pairs, source, folder / RTSTRUCT_FILE, series_description=f"hnseg {self.task.name}")
         return {"dicom-seg": [DICOM_SEG_FILE], "rtstruct": [RTSTRUCT_FILE]}
+
+    def _input_path(self, case_id: str, tmp: Path, path: Path) -> str:
+        """An input's path for the report; one computed here is named where it will be once published."""
+        path = Path(path).resolve()
+        if tmp.resolve() in path.parents:
+            return str((self.output_dir / case_id / path.relative_to(tmp.resolve())).resolve())
+        return str(path)
 
     def _publish(self, tmp: Path, case_id: str) -> None:
         """Rename the complete temp folder to ``OUT/<case_id>`` (an older folder is moved aside first)."""
@@ -211,7 +244,7 @@ class BatchRunner:
         tmp = Path(tempfile.mkdtemp(prefix=f".{source.case_id}.tmp-", dir=self.output_dir))
         try:
             with captured_warnings() as caught, self.signals.interruptible():
-                files = source.resolve(self.task)
+                files, registration = self._register(tmp, source.case_id, source.resolve(self.task))
                 case = self.segmenter.load(files)  # a DICOM folder: the series of its socket's modality
                 t1 = time.perf_counter()
                 values = self.segmenter.segment(case)
@@ -223,8 +256,9 @@ class BatchRunner:
                 t3 = time.perf_counter()
                 report = CaseReport(
                     hnseg_version=hnseg.__version__, task=self.task.name, case_id=source.case_id,
-                    inputs={k: str(Path(v).resolve()) for k, v in sorted(case.files.items())},
-                    outputs=outputs, structures=stats, t_stage=t_stage, settings=self._effective_settings(),
+                    inputs={k: self._input_path(source.case_id, tmp, v) for k, v in sorted(case.files.items())},
+                    outputs=outputs, structures=stats, t_stage=t_stage, registration=registration,
+                    settings=self._effective_settings(),
                     weights=self.weights,
                     timings=Timings(load_s=round(t1 - t0, 3), segment_s=round(t2 - t1, 3), write_s=round(t3 - t2, 3)),
                     qa_png=qa_png,

@@ -109,3 +109,52 @@ def test_test_sh_refuses_a_root_image(image, tmp_path):
         assert r.returncode == 1 and "runs as root" in r.stderr
     finally:
         docker("rmi", root_tag)
+
+
+def _batch_in_container(image: str, inp: Path, out: Path, *args: str) -> subprocess.CompletedProcess:
+    out.mkdir()
+    out.chmod(0o777)  # the image's user (10001) writes there
+    return docker("run", "--rm", "--network", "none", "-v", f"{inp}:/data/in:ro", "-v", f"{out}:/data/out",
+                  "--entrypoint", "python", image, "-m", "hnseg", "batch", "-i", "/data/in", "-o", "/data/out",
+                  "--device", "cpu", "--tta", "off", "--folds", "0", *args, timeout=900)
+
+
+def test_batch_mode_in_the_container_dicom_out_and_registration(image, tmp_path):
+    """The documented hospital entry (docs/batch.md): a coronal DICOM series in → NIfTI + DICOM SEG +
+    RTSTRUCT out (read back on the host: equal to the NIfTI mask); an hntsmrg-task2 case without
+    registered inputs is registered inside the image (itk-elastix)."""
+    from hnseg.io.dicom_masks import read_rtstruct_masks, read_seg_masks
+    from hnseg.phantoms import make_mri_case
+    from hnseg.phantoms.deformed_pair import make_deformed_pair
+    from hnseg.phantoms.dicom import write_dicom_series
+    from hnseg.tasks.hntsmrg import MID_T2, PRE_MASK, PRE_T2, REG_MASK
+    from hnseg.write.dicom_source import load_source_series
+
+    t2 = sitk.Cast(sitk.Round(make_mri_case(5300, "d", size=(96, 96, 40), spacing=(2.0, 2.0, 3.0)).pre_t2),
+                   sitk.sitkInt16)
+    series = tmp_path / "in1" / "p1" / PRE_T2
+    write_dicom_series(t2, series, "MR", orientation="coronal", uids={"seed": "container-batch"})
+    r = _batch_in_container(image, tmp_path / "in1", tmp_path / "out1", "--task", "hntsmrg-task1")
+    assert r.returncode == 0, r.stderr[-3000:]
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out1/p1" / f"{OUT_REL.split('/')[1]}.nii.gz")))
+    source = load_source_series(series, PRE_T2, "MR")
+    seg = read_seg_masks(tmp_path / "out1/p1/seg.dcm", source)
+    rt = read_rtstruct_masks(tmp_path / "out1/p1/rtstruct.dcm", source)
+    assert (labels == 1).sum() > 50
+    for name, value in (("GTVp", 1), ("GTVn", 2)):
+        assert np.array_equal(seg[name], labels == value) and np.array_equal(rt[name], labels == value)
+    assert (tmp_path / "out1/p1/qa.png").stat().st_size > 10_000
+
+    pair = make_deformed_pair(7, size=(48, 48, 20), spacing=(4.0, 4.0, 6.0))
+    case = tmp_path / "in2" / "p2"
+    case.mkdir(parents=True)
+    for slug, img in ((MID_T2, pair.mid_image), (PRE_T2, pair.pre_image), (PRE_MASK, pair.pre_mask)):
+        sitk.WriteImage(img, str(case / f"{slug}.nii.gz"))
+    r = _batch_in_container(image, tmp_path / "in2", tmp_path / "out2", "--task", "hntsmrg-task2",
+                            "--registration-iterations", "20", "--no-qa")
+    assert r.returncode == 0, r.stderr[-3000:]
+    report = json.loads((tmp_path / "out2/p2/report.json").read_text())
+    assert report["registration"]["method"] == "itk-elastix"
+    warped = sitk.ReadImage(str(tmp_path / "out2/p2" / f"{REG_MASK}.nii.gz"))
+    assert warped.GetSize() == pair.mid_image.GetSize()
+    assert (sitk.GetArrayViewFromImage(warped) > 0).sum() > 100

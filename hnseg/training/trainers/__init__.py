@@ -9,6 +9,8 @@ inference both call :func:`make_trainers_findable` before nnU-Net resolves a tra
 * ``nnUNetTrainerHnsegMultiTask`` (``multitask.py``): region-based training with one loss per task,
   hierarchical gradient surgery and a T-stage head (``stage_head.py``: ``StagedNetwork``,
   ``predict_t_stage``).
+* ``nnUNetTrainerDiceFocalAdam``, ``nnUNetTrainerHnsegMultiTaskAdam`` (``adamw.py``): the same with
+  AdamW instead of SGD, for short schedules (the CPU-trained demo weights).
 
 This module is imported cheaply (no torch, no nnU-Net).
 """
