@@ -20,22 +20,16 @@ EPOCHS=${EPOCHS:-40}
 OUT_ROOT=${OUT_ROOT:-weights}
 DEVICE=${DEVICE:-cuda}
 TASKS=${TASKS:-segrap-task1 segrap-task2 npc-targets}
-if [ -z "${HNSEG:-}" ]; then
-    if [ -x .venv/bin/hnseg ]; then HNSEG=.venv/bin/hnseg; else HNSEG="python3 -m hnseg"; fi
-fi
+. scripts/ct_demo_common.sh
 export nnUNet_n_proc_DA=${DA_WORKERS:-2} nnUNet_compile=false OMP_NUM_THREADS=1
 mkdir -p "$WORK"
 note="phantom-trained demo weights, not for clinical use (scripts/train_ct_demo_weights.sh)"
 
-release_of() { case $1 in npc-targets) echo "$WORK/npc-release" ;; *) echo "$WORK/segrap-release" ;; esac; }
 # task: patch (z,y,x voxels) and batch; all share features and the planner's spacing
 patch_of() { case $1 in segrap-task2) echo 32,96,96 ;; *) echo 48,128,128 ;; esac; }
 
 # 1. phantom releases (the SegRap layout serves both SegRap tasks)
-[ -d "$WORK/segrap-release" ] || $HNSEG phantoms --task segrap-task1 --layout release --n "$N_CASES" \
-    --seed 0 --jobs 8 --out "$WORK/segrap-release"
-[ -d "$WORK/npc-release" ] || $HNSEG phantoms --task npc-targets --layout release --n "$N_CASES" \
-    --seed 0 --jobs 8 --out "$WORK/npc-release"
+make_releases 8
 
 # 2. convert + plan + preprocess, the three tasks side by side
 for t in $TASKS; do

@@ -138,6 +138,7 @@ def test_batch_finishes_good_cases_and_names_the_bad_ones(first_run, batch_in):
             assert np.allclose(img.GetDirection(), src.GetDirection(), atol=1e-6)
         labels = sitk.GetArrayFromImage(mha)
         assert np.array_equal(sitk.GetArrayFromImage(nii), labels)
+        assert (out / case).stat().st_mode & 0o005 == 0o005  # others may read the case folder (umask 022)
         report = json.loads((out / case / "report.json").read_text())
         assert report["task"] == "hntsmrg-task1" and report["case_id"] == case
         assert report["inputs"] == {PRE_T2: str(_input_file(batch_in, case).resolve())}

@@ -34,3 +34,17 @@ def test_failed_write_leaves_nothing(tmp_path):
     with pytest.raises(RuntimeError):  # the temp file exists when SimpleITK finds no writer for it
         write_image_atomic(img, tmp_path / "output.unknown-format")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_temp_folder_gets_the_mode_mkdir_would_give(tmp_path):
+    """Published folders (case folders, exported weights) are renamed temp folders: not mkdtemp's
+    0o700, which hid exported weights from the container's user (PermissionError when mounted)."""
+    from hnseg.io.write import temp_folder
+
+    old = os.umask(0o022)
+    try:
+        assert stat.S_IMODE(temp_folder(tmp_path, ".a.").stat().st_mode) == 0o755
+        os.umask(0o027)
+        assert stat.S_IMODE(temp_folder(tmp_path, ".b.").stat().st_mode) == 0o750
+    finally:
+        os.umask(old)

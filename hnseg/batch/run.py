@@ -37,7 +37,7 @@ from hnseg.batch.report import (
 )
 from hnseg.batch.signals import BatchInterrupted, StopSignals
 from hnseg.errors import HnsegError, SettingsError
-from hnseg.io.write import write_image_atomic, write_json_atomic, write_text_atomic
+from hnseg.io.write import temp_folder, write_image_atomic, write_json_atomic, write_text_atomic
 from hnseg.load.case import Case
 from hnseg.io.read import read_image
 from hnseg.pipeline import Segmenter
@@ -241,7 +241,7 @@ class BatchRunner:
         end (renamed when complete, removed on any error or interruption): it marks the case in progress."""
         assert self.segmenter is not None and self.weights is not None
         t0 = time.perf_counter()
-        tmp = Path(tempfile.mkdtemp(prefix=f".{source.case_id}.tmp-", dir=self.output_dir))
+        tmp = temp_folder(self.output_dir, f".{source.case_id}.tmp-")
         try:
             with captured_warnings() as caught, self.signals.interruptible():
                 files, registration = self._register(tmp, source.case_id, source.resolve(self.task))

@@ -29,12 +29,25 @@ def _temp_beside(path: Path) -> Path:
     return Path(tmp)
 
 
+def _umask() -> int:
+    umask = os.umask(0o022)  # the only way to read it: set, then restore
+    os.umask(umask)
+    return umask
+
+
 def _default_file_mode() -> int:
     """0o666 less the process umask: what ``open()`` would give (mkstemp's 0o600 would hide outputs
     written by the container's non-root user from everyone else on the host)."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
+    return 0o666 & ~_umask()
+
+
+def temp_folder(parent: str | os.PathLike, prefix: str) -> Path:
+    """A new folder in ``parent`` (renamed into place when complete), with the mode ``mkdir`` would
+    give (0o777 less the umask) instead of mkdtemp's 0o700, which would lock a published weights or
+    case folder away from every other user (the container's user reading mounted weights, a team)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(path, 0o777 & ~_umask())
+    return path
 
 
 def _atomic(path: str | os.PathLike, write) -> Path:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
+from hnseg.io.write import temp_folder
 from hnseg.predict.weights import METADATA_FILE, MODEL_DIR, NnunetInfo, WeightsMetadata, manifest
 from hnseg.preprocess.channels import channels_for
 from hnseg.preprocess.priors import PriorSpec
@@ -76,7 +76,7 @@ def export_weights(
     results_dir = Path(results_dir)
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp = temp_folder(out_dir.parent, f".{out_dir.name}.")
     try:
         model = tmp / MODEL_DIR
         model.mkdir()
