@@ -30,8 +30,8 @@ def cases():
     return heldout_ct_cases(10)
 
 
-def test_segrap_task2_demo_weights_are_shipped():
-    assert "segrap-task2" in SHIPPED
+def test_segrap_demo_weights_are_shipped():
+    assert {"segrap-task1", "segrap-task2"} <= set(SHIPPED)
 
 
 @pytest.mark.parametrize("task", SHIPPED)
