@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import shared_hntsmrg_dir
 from hnseg.errors import GridMismatchError, MaskLabelError
 from hnseg.load.grid import describe_grid
 from hnseg.phantoms.deformed_pair import dice_scores, make_deformed_pair, resample_identity
@@ -42,8 +41,8 @@ def registered(pair):
     return register_pre_to_mid(pair.pre_image, pair.pre_mask, pair.mid_image, SETTINGS)
 
 
-def test_bundled_parameter_file_is_the_organizers_file():
-    organizers = shared_hntsmrg_dir() / "Elastix_parameterset_23.txt"
+def test_bundled_parameter_file_is_the_organizers_file(hntsmrg_real):
+    organizers = hntsmrg_real / "Elastix_parameterset_23.txt"
     assert PARAMETER_FILE.read_bytes() == organizers.read_bytes()
 
 
