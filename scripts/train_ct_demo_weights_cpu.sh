@@ -19,7 +19,7 @@ OUT_ROOT=${OUT_ROOT:-weights}
 N_CASES=${N_CASES:-40}
 EPOCHS=${EPOCHS:-40}
 . scripts/ct_demo_common.sh
-export OMP_NUM_THREADS=1 nnUNet_compile=false nnUNet_n_proc_DA=1
+export OMP_NUM_THREADS=2 nnUNet_compile=false nnUNet_n_proc_DA=1
 mkdir -p "$WORK"
 note="phantom-trained demo weights (CPU, AdamW, one fold), not for clinical use (scripts/train_ct_demo_weights_cpu.sh)"
 
@@ -33,14 +33,15 @@ for t in $TASKS; do
         --processes 1 --seed 0 > "$WORK/$t.plan.log" 2>&1
 done
 
-for t in $TASKS; do
+# one task at a time on both cores; npc-targets last (it starts from the segrap-task1 checkpoint)
+for t in $(printf '%s\n' $TASKS | grep -v '^npc-targets$') $(printf '%s\n' $TASKS | grep '^npc-targets$'); do
+    start=()
+    if [ "$t" = npc-targets ]; then
+        start=(--pretrained "$OUT_ROOT/segrap-task1/model/fold_0/checkpoint_final.pth")
+    fi
     $HNSEG train --task "$t" --work "$WORK/$t" --steps train --folds 0 --device cpu --trainer "$(trainer_of "$t")" \
-        --epochs "$EPOCHS" --iterations 50 --val-iterations 4 --minutes-per-fold "$MINUTES" --seed 0 \
-        > "$WORK/$t.fold0.log" 2>&1 &
-done
-wait
-
-for t in $TASKS; do
+        --epochs "$EPOCHS" --iterations 50 --val-iterations 4 --minutes-per-fold "$MINUTES" --seed 0 "${start[@]}" \
+        > "$WORK/$t.fold0.log" 2>&1
     $HNSEG train --task "$t" --release "$(release_of "$t")" --work "$WORK/$t" --steps export --folds 0 \
         --trainer "$(trainer_of "$t")" --out "$OUT_ROOT/$t" --weights-dtype float16 --demo --note "$note" --seed 0
 done

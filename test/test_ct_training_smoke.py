@@ -89,16 +89,22 @@ def test_segrap_task2_train_export_infer(tmp_path, cases):
     _check_stack(out / "images/gross-tumor-volume-segmentation/output.mha", cases[0].ct, 2)
 
 
-def test_npc_targets_multitask_train_export_infer(tmp_path, cases):
+@pytest.mark.parametrize("encoding", ["pieces", "regions"])  # pieces: the default, and the demo weights'
+def test_npc_targets_multitask_train_export_infer(tmp_path, cases, encoding):
     release = write_npc_release(cases, tmp_path / "release")
-    weights = _train(tmp_path, "npc-targets", release)
+    weights = _train(tmp_path, "npc-targets", release, *(["--encoding", encoding] if encoding == "regions" else []))
     meta = read_metadata(weights)
     task = get_task("npc-targets")
     assert meta.nnunet.trainer == "nnUNetTrainerHnsegMultiTask"
-    assert meta.encoding.mode == "regions" and meta.encoding.structures == task.structures
+    assert meta.encoding.mode == encoding and meta.encoding.structures == task.structures
     ds = json.loads((weights / "model/dataset.json").read_text())
     assert ds["channel_names"] == {"0": "CT", "1": "MRI"}
-    assert ds["labels"]["CTV63"] and set(ds["labels"]["CTV70"]) <= set(ds["labels"]["CTV63"])
+    if encoding == "regions":
+        assert ds["labels"]["CTV63"] and set(ds["labels"]["CTV70"]) <= set(ds["labels"]["CTV63"])
+    else:  # piece names list their members; every piece inside CTV70 is inside CTV63
+        members = [n.split("+") for n in ds["labels"] if n != "background"]
+        assert {m for ms in members for m in ms} == set(task.structures)
+        assert all("CTV63" in ms for ms in members if "CTV70" in ms)
     out = _infer(tmp_path, cases[1], "npc-targets", weights)
     stack = _check_stack(out / "images/npc-target-segmentation/output.mha", cases[1].ct, 19)
     idx = {s: i for i, s in enumerate(task.structures)}

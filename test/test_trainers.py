@@ -22,9 +22,9 @@ import torch.nn.functional as F
 
 from hnseg.training.trainers import TRAINERS_DIR, make_trainers_findable
 from hnseg.training.trainers.dice_focal import FocalLoss
-from hnseg.training.trainers.multitask import T_STAGE_TASK, left_right_patch_axis, task_layout
+from hnseg.training.trainers.multitask import PieceRegionLoss, T_STAGE_TASK, left_right_patch_axis, task_layout
 from hnseg.training.trainers.stage_head import (
-    N_STAGE_CLASSES, StagedNetwork, map_to_preprocessed, predict_t_stage, window_start,
+    N_STAGE_CLASSES, StagedNetwork, map_to_preprocessed, predict_t_stage, tumor_output_channels, window_start,
 )
 
 LN = math.log
@@ -140,6 +140,72 @@ def test_task_layout_group_and_structure():
     no_stage = {k: v for k, v in HNSEG_KEY.items() if k != "t_stage"}
     lay = task_layout({"labels": REGION_LABELS, "hnseg": no_stage})
     assert lay.stage_classes is None and T_STAGE_TASK not in lay.groups["gtv"]
+
+
+# the same label maps as pieces: softmax classes named by their members (hnseg.tasks.encoding)
+PIECE_LABELS = {"background": 0, "CTV63": 1, "CTV70+CTV63": 2, "GTVp+CTV70+CTV63": 3, "GTVn+CTV70+CTV63": 4,
+                "BrainStem": 5}
+
+
+def test_task_layout_pieces():
+    lay = task_layout({"labels": PIECE_LABELS, "hnseg": HNSEG_KEY})
+    assert lay.regions == ["CTV63", "CTV70", "GTVp", "GTVn", "BrainStem"]
+    assert lay.structure_pieces == [[1, 2, 3, 4], [2, 3, 4], [3], [4], [5]]
+    assert lay.tasks == {"oar": [4], "gtv": [2, 3], "ctv": [1, 0]}
+    assert lay.tumor_channel == 2 and lay.groups["gtv"] == ["gtv", T_STAGE_TASK]
+    assert task_layout({"labels": REGION_LABELS, "hnseg": HNSEG_KEY}).structure_pieces is None
+    with pytest.raises(ValueError, match="not a piece member"):
+        task_layout({"labels": {k: v for k, v in PIECE_LABELS.items() if k != "BrainStem"}, "hnseg": HNSEG_KEY})
+
+    class LM:
+        has_regions = False
+    assert tumor_output_channels({"labels": PIECE_LABELS}, LM, "GTVp") == [3]
+    assert tumor_output_channels({"labels": PIECE_LABELS}, LM, "CTV70") == [2, 3, 4]
+    LM.has_regions = True
+    assert tumor_output_channels({"labels": REGION_LABELS}, LM, "GTVp") == [2]
+    with pytest.raises(KeyError, match="GTVx"):
+        tumor_output_channels({"labels": REGION_LABELS}, LM, "GTVx")
+
+
+def test_piece_region_loss_hand_values():
+    """Equal logits over C = 6 classes: p_s = k_s / 6 for a structure of k_s pieces. Target: one
+    sample of 4 voxels labelled 0, 1, 3, 5; structures CTV63 (pieces 1-4) and BrainStem (5)."""
+    loss = PieceRegionLoss([[1, 2, 3, 4], [5]], batch_dice=False)
+    logits = torch.zeros(1, 6, 1, 1, 4)
+    target = torch.tensor([0.0, 1, 3, 5]).view(1, 1, 1, 1, 4)
+    y = np.array([[0, 1, 1, 0], [0, 0, 0, 1]], float)
+    p = np.array([4 / 6, 1 / 6])
+    bce = np.sum([-(y[s] * LN(p[s]) + (1 - y[s]) * LN(1 - p[s])).mean() for s in range(2)])
+    dice = np.mean([(2 * (y[s] * p[s]).sum() + 1e-5) / (y[s].sum() + 4 * p[s] + 1e-5) for s in range(2)])
+    assert float(loss(logits, target)) == pytest.approx(bce - dice, rel=1e-6)
+
+    # random logits: the probabilities equal the exact logsumexp form; ignore-label voxels do not count
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 6, 3, 4, 5, generator=gen) * 4
+    t = torch.randint(0, 6, (2, 1, 3, 4, 5), generator=gen).float()
+    pieces = [[1, 2, 3, 4], [2, 3], [5]]
+    ref_terms = []
+    for v in pieces:
+        inside = torch.zeros(6, dtype=torch.bool)
+        inside[v] = True
+        lp = torch.logsumexp(x[:, inside], 1) - torch.logsumexp(x, 1)
+        lq = torch.logsumexp(x[:, ~inside], 1) - torch.logsumexp(x, 1)
+        yy = inside[t[:, 0].long()]
+        ref_terms.append((lp.exp(), yy, -torch.where(yy, lp, lq).mean()))
+    from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
+    ref_dice = MemoryEfficientSoftDiceLoss(batch_dice=True, do_bg=True, smooth=1e-5, ddp=False)(
+        torch.stack([r[0] for r in ref_terms], 1), torch.stack([r[1] for r in ref_terms], 1))
+    ref = ref_dice + torch.stack([r[2] for r in ref_terms]).sum()
+    assert float(PieceRegionLoss(pieces, batch_dice=True)(x, t)) == pytest.approx(float(ref), rel=1e-5)
+    ignored = t.clone()
+    ignored[:, :, 0] = 6  # ignore label
+    x2 = x.clone()
+    x2[:, :, 0] = torch.randn(2, 6, 4, 5, generator=gen) * 10
+    with_ignore = PieceRegionLoss(pieces, batch_dice=True, ignore_label=6)
+    assert float(with_ignore(x, ignored)) == pytest.approx(float(with_ignore(x2, ignored)), rel=1e-6)
+    assert float(with_ignore(x, ignored)) != pytest.approx(float(with_ignore(x, t)), rel=1e-3)
+    with pytest.raises(ValueError):
+        PieceRegionLoss([[0, 1]], batch_dice=True)
 
 
 @pytest.mark.parametrize("change, message", [
@@ -295,13 +361,13 @@ def _write_raw(raw: Path, dataset: str, labels: dict, extra: dict) -> Path:
     return d
 
 
-LABELMAP_ID, REGION_ID = 911, 912
+LABELMAP_ID, REGION_ID, PIECE_ID = 911, 912, 913
 
 
 @pytest.fixture(scope="module")
 def nnunet_work(tmp_path_factory):
-    """nnU-Net folders with a label-map dataset (911) and a region dataset with the hnseg key (912),
-    both planned + preprocessed with the tiny configuration."""
+    """nnU-Net folders with a label-map dataset (911), a region dataset with the hnseg key (912) and
+    the same structures as pieces (913), all planned + preprocessed with the tiny configuration."""
     from hnseg.training.nnunet_env import set_nnunet_dirs
 
     names = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_extTrainer", "nnUNet_n_proc_DA")
@@ -317,12 +383,14 @@ def nnunet_work(tmp_path_factory):
         _write_raw(dirs["nnUNet_raw"], f"Dataset{LABELMAP_ID}_TinyLabels", LABELMAP_LABELS, {})
         _write_raw(dirs["nnUNet_raw"], f"Dataset{REGION_ID}_TinyRegions", REGION_LABELS,
                    {"regions_class_order": [1, 2, 3, 4, 5], "hnseg": HNSEG_KEY})
+        _write_raw(dirs["nnUNet_raw"], f"Dataset{PIECE_ID}_TinyPieces", PIECE_LABELS, {"hnseg": HNSEG_KEY})
         out = {"dirs": dirs}
-        for ds_id in (LABELMAP_ID, REGION_ID):
+        for ds_id in (LABELMAP_ID, REGION_ID, PIECE_ID):
             os.environ.pop("nnUNet_n_proc_DA", None)
             out[ds_id] = plan_and_preprocess(ds_id, tiny=TINY, num_processes=1)
-        stage_file = dirs["nnUNet_preprocessed"] / f"Dataset{REGION_ID}_TinyRegions" / "hnseg_t_stage.json"
-        stage_file.write_text(json.dumps({"classes": ["T1", "T2", "T3", "T4"], "cases": STAGE_FILE_CASES}))
+        for name in (f"Dataset{REGION_ID}_TinyRegions", f"Dataset{PIECE_ID}_TinyPieces"):
+            stage_file = dirs["nnUNet_preprocessed"] / name / "hnseg_t_stage.json"
+            stage_file.write_text(json.dumps({"classes": ["T1", "T2", "T3", "T4"], "cases": STAGE_FILE_CASES}))
         yield out
     finally:
         for k, v in saved.items():
@@ -351,6 +419,11 @@ def dice_focal_run(nnunet_work):
 @pytest.fixture(scope="module")
 def multitask_run(nnunet_work):
     return _train(REGION_ID, nnunet_work[REGION_ID], "nnUNetTrainerHnsegMultiTask", epochs=4, iterations=6)
+
+
+@pytest.fixture(scope="module")
+def multitask_pieces_run(nnunet_work):
+    return _train(PIECE_ID, nnunet_work[PIECE_ID], "nnUNetTrainerHnsegMultiTask", epochs=4, iterations=6)
 
 
 # --- DiceFocal -----------------------------------------------------------------------------------
@@ -597,6 +670,73 @@ def test_predict_t_stage(multitask_run):
     predictor.list_of_parameters = [w]
     predictor.network = Wrapped(predictor.network)
     assert np.array_equal(predict_t_stage(predictor, img, SPACING_ZYX, tumor), p1)
+
+
+def test_multitask_pieces_trains_and_predicts_t_stage(nnunet_work, multitask_pieces_run):
+    """The pieces encoding: softmax over the 5 pieces (+ background), per-task losses from summed
+    piece probabilities, the T-stage head pooled over the GTVp pieces at inference."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    ck = _checkpoint(multitask_pieces_run)
+    losses = [float(v) for v in ck["logging"]["train_losses"]]
+    assert len(losses) == 4 and all(math.isfinite(v) for v in losses) and losses[-1] < losses[0], losses
+    assert ck["network_weights"]["seg.decoder.seg_layers.0.weight"].shape[0] == 6  # background + 5 pieces
+    slog = json.loads((multitask_pieces_run / "hnseg_surgery_log.json").read_text())
+    assert all(e["tasks"] == ["oar", "gtv", "ctv", T_STAGE_TASK] and e["skipped_steps"] == 0 for e in slog)
+    assert sum(e["stage_batches"] for e in slog) > 0
+    for task in ("oar", "gtv", "ctv"):
+        assert slog[-1]["task_loss_mean"][task] < slog[0]["task_loss_mean"][task], task
+
+    make_trainers_findable()
+    predictor = nnUNetPredictor(tile_step_size=0.5, use_mirroring=False, device=torch.device("cpu"),
+                                allow_tqdm=False)
+    predictor.initialize_from_trained_model_folder(str(multitask_pieces_run.parent), use_folds=(0,))
+    img, lab = _case(0)
+    p = predict_t_stage(predictor, img, SPACING_ZYX, lab == 3)
+    assert p.shape == (4,) and np.isfinite(p).all() and abs(p.sum() - 1) < 1e-6
+    assert np.array_equal(p, predict_t_stage(predictor, img, SPACING_ZYX, lab == 3))
+
+
+def test_pretrained_start_transfers_all_but_outputs(nnunet_work, dice_focal_run):
+    """A multi-task pieces run started from the label-map Dice+focal checkpoint (same architecture):
+    every encoder/decoder tensor equals the checkpoint's; the output layers (6 pieces vs 6 labels: same
+    shape, still not copied) and the T-stage head keep their own; the start is recorded; another
+    architecture is refused by key name."""
+    from hnseg.training.pretrained import PretrainedWeightsError, load_pretrained
+    from hnseg.training.train import train_fold
+
+    source = _checkpoint(dice_focal_run)["network_weights"]
+    ckpt = dice_focal_run / "checkpoint_final.pth"
+    plans_id, config = nnunet_work[PIECE_ID]
+    out = train_fold(PIECE_ID, plans_id, config, 0, trainer="nnUNetTrainerHnsegMultiTaskAdam", epochs=1,
+                     iterations=1, val_iterations=1, pretrained=ckpt)
+    record = json.loads((out / "hnseg_training.json").read_text())["pretrained"]
+    # output layers (weight + bias per deep-supervision scale) and the T-stage head (weight + bias)
+    assert record["path"] == str(ckpt) and record["kept_own"] == 2 + sum(1 for k in source if ".seg_layers." in k)
+    assert record["transferred"] == sum(1 for k in source if ".seg_layers." not in k) > 20
+
+    seg = _tiny_unet()
+    net = StagedNetwork(seg)
+    with pytest.raises(PretrainedWeightsError, match="shape|no weights"):
+        load_pretrained(net, ckpt)
+
+    # on a fresh network of the right architecture: values copied, outputs / head untouched
+    from nnunetv2.run.run_training import recursive_find_trainer_class_by_name
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    base = dice_focal_run.parent
+    plans = PlansManager(json.loads((base / "plans.json").read_text()))
+    cls = recursive_find_trainer_class_by_name("nnUNetTrainerHnsegMultiTask")
+    fresh = cls.build_network_architecture(plans, plans.get_configuration("3d_tiny"), 2, 6)
+    before = {k: v.clone() for k, v in fresh.state_dict().items()}
+    load_pretrained(fresh, ckpt)
+    for k, v in fresh.state_dict().items():
+        if k.startswith("stage_head.") or ".seg_layers." in k:
+            assert torch.equal(v, before[k]), k
+        elif v.is_floating_point():
+            assert torch.equal(v, source[k[len("seg."):]].to(v.dtype)), k
+    with pytest.raises(PretrainedWeightsError, match="not found"):
+        load_pretrained(fresh, base / "nothing.pth")
 
 
 def test_multitask_refuses_missing_t_stage_file(nnunet_work, multitask_run):

@@ -31,7 +31,6 @@ DEFAULT_DATASET_IDS = {"hntsmrg-task1": 801, "hntsmrg-task2": 802, "segrap-task1
 # the seeds' trainers: SegRap poster (Dice + focal, deep supervision), Grad-MTSeg (multi-task)
 DEFAULT_TRAINERS = {"segrap-task1": "nnUNetTrainerDiceFocal", "segrap-task2": "nnUNetTrainerDiceFocal",
                     "npc-targets": "nnUNetTrainerHnsegMultiTask"}
-DEFAULT_ENCODINGS = {"npc-targets": "regions"}
 
 
 def _ints(text: str) -> list[int]:
@@ -57,8 +56,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trainer", help="nnU-Net trainer class name (default per task: "
                    f"{DEFAULT_TRAINERS}, else nnUNetTrainer)")
     p.add_argument("--encoding", choices=["pieces", "regions"],
-                   help="overlapping structures as softmax pieces or sigmoid regions "
-                        f"(default per task: {DEFAULT_ENCODINGS}, else pieces)")
+                   help="overlapping structures as softmax pieces (default; on the NPC phantoms sigmoid regions "
+                        "left many OARs at Dice 0, see trainers/multitask.py) or sigmoid regions")
     p.add_argument("--task-granularity", choices=["group", "structure"], default="group",
                    help="multi-task trainer: one gradient task per structure group or per structure")
     p.add_argument("--configuration", default="3d_fullres")
@@ -73,6 +72,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--minutes-per-fold", type=float,
                    help="wall-clock budget per fold: epochs stay, iterations per epoch are re-fitted "
                         "after each epoch to end in time (--iterations = the first epoch's)")
+    p.add_argument("--pretrained", type=Path,
+                   help="nnU-Net checkpoint (checkpoint_final.pth) of the same architecture to start from: every "
+                        "layer but the output layers and the T-stage head (transfer learning)")
     p.add_argument("--processes", type=int, default=2, help="processes for nnU-Net's preprocessing")
     p.add_argument("--weights-dtype", choices=["float32", "float16"], default="float32",
                    help="dtype of the exported network weights (float16 halves the size; "
@@ -125,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     if "convert" in steps:
         convert(task, release_samples(args.release, task.name), dirs["nnUNet_raw"], dataset_id, prior,
                 seed=args.seed, n_folds=args.n_folds,
-                encoding_mode=args.encoding or DEFAULT_ENCODINGS.get(task.name, "pieces"),
+                encoding_mode=args.encoding or "pieces",
                 task_granularity=args.task_granularity)
     if "plan" in steps:
         from hnseg.training.plans import plan_and_preprocess
@@ -146,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
         for f in folds:
             train_fold(dataset_id, state["plans_id"], state["configuration"], f, args.trainer, args.device,
                        args.epochs, args.iterations, args.val_iterations, args.seed,
-                       args.minutes_per_fold)
+                       args.minutes_per_fold, args.pretrained)
     if "export" in steps:
         from hnseg.training.export import export_weights
 
@@ -158,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
             "release": str(args.release), "planner": state["planner"], "tiny": state.get("tiny"),
             "trainer": args.trainer, "configuration": state["configuration"], "folds": folds,
             **{k: fold_info[k] for k in ("epochs", "iterations_per_epoch", "batch_size", "device")},
+            **({"pretrained": fold_info["pretrained"]} if fold_info.get("pretrained") else {}),
             "weights_dtype": args.weights_dtype,
             "seed": args.seed,
         }

@@ -59,10 +59,12 @@ def train_fold(
     val_iterations: int | None = None,
     seed: int = 0,
     minutes: float | None = None,
+    pretrained: Path | None = None,
 ) -> Path:
     """Returns the fold's output folder (holding checkpoint_final.pth). With ``minutes``, the fold
     runs its epochs within that wall-clock budget (see :func:`fit_iterations_to_deadline`);
-    ``iterations`` is then the first epoch's length."""
+    ``iterations`` is then the first epoch's length. ``pretrained``: a checkpoint to start from
+    (:func:`hnseg.training.pretrained.load_pretrained`), recorded in ``hnseg_training.json``."""
     import os
 
     import numpy as np
@@ -90,6 +92,13 @@ def train_fold(
     if val_iterations is not None:
         t.num_val_iterations_per_epoch = val_iterations
     t.save_every = max(t.num_epochs + 1, 50)  # only the final checkpoint
+    transfer = None
+    if pretrained is not None:
+        from hnseg.training.pretrained import load_pretrained
+
+        t.initialize()
+        transfer = load_pretrained(t.network, Path(pretrained))
+        t.print_to_log_file(f"initialised from {pretrained}: {transfer}")
     if minutes is not None:
         fit_iterations_to_deadline(t, time.time() + 60.0 * minutes)
     ds = convert_id_to_dataset_name(dataset_id)
@@ -105,7 +114,7 @@ def train_fold(
         "iterations_per_epoch": round(total / max(t.num_epochs, 1)), "iterations_total": total,
         "minutes_budget": minutes,
         "val_iterations_per_epoch": t.num_val_iterations_per_epoch, "batch_size": t.batch_size,
-        "device": device, "seed": seed + fold,
+        "device": device, "seed": seed + fold, "pretrained": transfer,
         "preprocessed": str(Path(nnUNet_preprocessed) / ds),
     }, indent=2))
     return out

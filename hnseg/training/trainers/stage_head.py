@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 __all__ = ["N_STAGE_CLASSES", "StagedNetwork", "predict_t_stage", "map_to_preprocessed",
-           "window_start", "tumor_output_channel"]
+           "window_start", "tumor_output_channels"]
 
 N_STAGE_CLASSES = 4
 
@@ -100,21 +100,25 @@ def _unwrap(network: nn.Module) -> nn.Module:
     return network
 
 
-def tumor_output_channel(dataset_json: dict, label_manager, tumor: str) -> int:
-    """Output channel of the tumour structure: its region index (labels order, background and
-    ignore skipped) for region-based datasets, its label value for label maps."""
+def tumor_output_channels(dataset_json: dict, label_manager, tumor: str) -> list[int]:
+    """Output channels whose probabilities sum to the tumour's: its region index (labels order,
+    background and ignore skipped) for region-based datasets; for label maps every label whose name,
+    split at ``+`` (hnseg's piece names, ``GTVp+CTV70+CTV63``), lists the tumour."""
     labels = dataset_json["labels"]
-    if tumor not in labels:
-        raise KeyError(f"tumour structure {tumor!r} is not in dataset.json labels {list(labels)}")
     if label_manager.has_regions:
         names = region_names(labels)
-        return names.index(tumor)
-    value = labels[tumor]
-    if isinstance(value, (list, tuple)):
-        if len(value) != 1:
-            raise ValueError(f"tumour {tumor!r} is a multi-label region {value} in a label-map dataset")
-        value = value[0]
-    return int(value)
+        if tumor not in names:
+            raise KeyError(f"tumour structure {tumor!r} is not a region in dataset.json labels {names}")
+        return [names.index(tumor)]
+    values = []
+    for name, value in labels.items():
+        if name == "ignore" or tumor not in name.split("+"):
+            continue
+        vals = value if isinstance(value, (list, tuple)) else [value]
+        values.extend(int(v) for v in vals)
+    if not values:
+        raise KeyError(f"tumour structure {tumor!r} is in no label of dataset.json {list(labels)}")
+    return sorted(set(values))
 
 
 def region_names(labels: dict) -> list[str]:
@@ -173,7 +177,7 @@ def predict_t_stage(predictor, channels: np.ndarray, spacing_zyx: tuple, tumor_m
        (``pad_nd_image``, constant 0, split evenly).
     4. For every fold's parameters (``predictor.list_of_parameters``; the current weights when that is
        None): load them, forward the window once (fp32, no mirroring), pool the captured features
-       with the network's OWN sigmoid (regions) / softmax (label maps) tumour probability in the
+       with the network's OWN sigmoid (regions) / summed softmax (label maps, pieces) tumour probability in the
        window as weights, softmax; the fold probabilities are averaged.
 
     Deterministic for a given predictor and input; leaves the last fold's weights loaded (like
@@ -196,7 +200,7 @@ def predict_t_stage(predictor, channels: np.ndarray, spacing_zyx: tuple, tumor_m
     spec = (dataset_json.get("hnseg") or {}).get("t_stage")
     if not spec:
         raise ValueError("dataset.json has no hnseg.t_stage entry: this model has no T-stage task")
-    tumor_ch = tumor_output_channel(dataset_json, predictor.label_manager, spec["tumor"])
+    tumor_ch = tumor_output_channels(dataset_json, predictor.label_manager, spec["tumor"])
     regions = predictor.label_manager.has_regions
 
     network = _unwrap(predictor.network)
@@ -241,8 +245,8 @@ def predict_t_stage(predictor, channels: np.ndarray, spacing_zyx: tuple, tumor_m
         if isinstance(out, (list, tuple)):  # deep supervision left on: full resolution first
             out = out[0]
         out = out.float()
-        weights = torch.sigmoid(out[:, tumor_ch:tumor_ch + 1]) if regions \
-            else torch.softmax(out, 1)[:, tumor_ch:tumor_ch + 1]
+        weights = torch.sigmoid(out[:, tumor_ch]) if regions \
+            else torch.softmax(out, 1)[:, tumor_ch].sum(1, keepdim=True)
         logits = network.stage_logits(network.last_features, weights)
         probs.append(torch.softmax(logits.float(), dim=1)[0].double().cpu())
     mean = torch.stack(probs).mean(0).numpy()

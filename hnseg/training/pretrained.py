@@ -1,0 +1,66 @@
+"""Start a training from another model's weights (transfer learning), nnU-Net's way plus hnseg's wrapper.
+
+nnU-Net's ``load_pretrained_weights`` copies every parameter except the 1×1 output layers
+(``.seg_layers.``) and needs the key names to match. hnseg's multi-task trainer wraps the network
+(:class:`~hnseg.training.trainers.stage_head.StagedNetwork`: keys ``seg.*`` + ``stage_head.*``), so
+keys are matched with or without the ``seg.`` prefix, and the T-stage head (absent from plain nnU-Net
+checkpoints) keeps its initialisation. Everything else must exist with the same shape: a checkpoint
+of another architecture is refused, naming the first key that does not fit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+__all__ = ["PretrainedWeightsError", "load_pretrained"]
+
+_KEEP_OWN = (".seg_layers.", "stage_head.")  # output layers / T-stage head: never transferred
+
+
+class PretrainedWeightsError(ValueError):
+    """The checkpoint does not fit the network."""
+
+
+def _candidates(key: str) -> list[str]:
+    bare = key[len("seg."):] if key.startswith("seg.") else key
+    return [key, bare, "seg." + bare]
+
+
+def load_pretrained(network: nn.Module, checkpoint: Path) -> dict:
+    """Copy the checkpoint's ``network_weights`` into ``network`` (in place, cast to the network's
+    dtypes). Returns a record: path, sha256, transferred / kept-own key counts."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise PretrainedWeightsError(f"pretrained checkpoint {checkpoint} not found")
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    weights = saved.get("network_weights") if isinstance(saved, dict) else None
+    if not isinstance(weights, dict):
+        raise PretrainedWeightsError(f"{checkpoint} has no 'network_weights' (not an nnU-Net checkpoint)")
+    module = getattr(network, "_orig_mod", network)
+    own = module.state_dict()
+    transferred, kept = 0, 0
+    with torch.no_grad():
+        for key, tensor in own.items():
+            if any(s in key or key.startswith(s) for s in _KEEP_OWN):
+                kept += 1
+                continue
+            source = next((c for c in _candidates(key) if c in weights), None)
+            if source is None:
+                raise PretrainedWeightsError(f"{checkpoint}: no weights for {key!r} (the checkpoint holds e.g. "
+                                             f"{list(weights)[:3]}): another architecture")
+            if tuple(weights[source].shape) != tuple(tensor.shape):
+                raise PretrainedWeightsError(f"{checkpoint}: {source!r} has shape {tuple(weights[source].shape)}, "
+                                             f"the network's {key!r} has {tuple(tensor.shape)}")
+            tensor.copy_(weights[source].to(tensor.dtype))
+            transferred += 1
+    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    log.info("initialised %d tensors from %s (%d output / head tensors keep their initialisation)",
+             transferred, checkpoint, kept)
+    return {"path": str(checkpoint), "sha256": digest, "transferred": transferred, "kept_own": kept}
