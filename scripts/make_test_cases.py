@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 CASES = {"hntsmrg-task2-5100": ("hntsmrg-task2", 5100, {"beyond_box": True}),
          "hntsmrg-task1-5101": ("hntsmrg-task1", 5101, {}),
          "segrap-task2-9500": ("segrap-task2", 9500, {}),  # CT held-out seeds: 9000+
-         "segrap-task1-9501": ("segrap-task1", 9501, {})}
+         "segrap-task1-9501": ("segrap-task1", 9501, {}),
+         "npc-targets-9502": ("npc-targets", 9502, {})}
 SIZE, SPACING = (96, 96, 40), (2.0, 2.0, 3.0)  # small, to keep the repository light
 CT_SIZE = (112, 112, 48)  # the CT phantom's field of view cropped (1.5 × 1.5 × 3 mm) to stay light
 BAD_CASE, BAD_FROM, BAD_ERROR = "bad-input-unregistered-mask", "hntsmrg-task2-5100", "GridMismatchError"

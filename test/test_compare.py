@@ -101,6 +101,17 @@ def test_json_floats_within_tolerance_match(folders):
     assert verdicts_of(exp, act)["results.json"] == (True, "equal values")
 
 
+def test_json_probabilities_one_rounding_step_apart_match(tmp_path):
+    from hnseg.evaluation.compare import compare_json
+
+    exp, act = tmp_path / "e.json", tmp_path / "a.json"
+    exp.write_text(json.dumps({"probabilities": {"T1": 0.994605, "T2": 0.002726}}))
+    act.write_text(json.dumps({"probabilities": {"T1": 0.994606, "T2": 0.002725}}))
+    assert compare_json(exp, act) == (True, "equal values")
+    act.write_text(json.dumps({"probabilities": {"T1": 0.99461, "T2": 0.002726}}))
+    assert not compare_json(exp, act)[0]
+
+
 def test_empty_folders_do_not_match(tmp_path, capsys):
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     assert cli_main(["compare", "--expected", str(tmp_path / "a"), "--actual", str(tmp_path / "b")]) == 1
