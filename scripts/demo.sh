@@ -26,7 +26,7 @@ for case_dir in test/input/*/; do
     if ! "$PY" inference.py --input "$case_dir" --output "$OUT/$case" 2>"$OUT/$case.log"; then
         cat "$OUT/$case.log"; exit 1
     fi
-    echo "mask written to: $(find "$OUT/$case" -type f)"
+    find "$OUT/$case" -type f | sort | sed "s/^/written: /"
     # one case at a time: ground truth and prediction as <case>/ sub-folders of two scratch folders
     score=$(mktemp -d)
     mkdir -p "$score/gt" "$score/pred"
