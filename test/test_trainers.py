@@ -170,7 +170,7 @@ def test_task_layout_pieces():
 def test_piece_region_loss_hand_values():
     """Equal logits over C = 6 classes: p_s = k_s / 6 for a structure of k_s pieces. Target: one
     sample of 4 voxels labelled 0, 1, 3, 5; structures CTV63 (pieces 1-4) and BrainStem (5)."""
-    loss = PieceRegionLoss([[1, 2, 3, 4], [5]], batch_dice=False)
+    loss = PieceRegionLoss([[1, 2, 3, 4], [5]], 6, batch_dice=False)
     logits = torch.zeros(1, 6, 1, 1, 4)
     target = torch.tensor([0.0, 1, 3, 5]).view(1, 1, 1, 1, 4)
     y = np.array([[0, 1, 1, 0], [0, 0, 0, 1]], float)
@@ -196,16 +196,18 @@ def test_piece_region_loss_hand_values():
     ref_dice = MemoryEfficientSoftDiceLoss(batch_dice=True, do_bg=True, smooth=1e-5, ddp=False)(
         torch.stack([r[0] for r in ref_terms], 1), torch.stack([r[1] for r in ref_terms], 1))
     ref = ref_dice + torch.stack([r[2] for r in ref_terms]).sum()
-    assert float(PieceRegionLoss(pieces, batch_dice=True)(x, t)) == pytest.approx(float(ref), rel=1e-5)
+    assert float(PieceRegionLoss(pieces, 6, batch_dice=True)(x, t)) == pytest.approx(float(ref), rel=1e-5)
     ignored = t.clone()
     ignored[:, :, 0] = 6  # ignore label
     x2 = x.clone()
     x2[:, :, 0] = torch.randn(2, 6, 4, 5, generator=gen) * 10
-    with_ignore = PieceRegionLoss(pieces, batch_dice=True, ignore_label=6)
+    with_ignore = PieceRegionLoss(pieces, 6, batch_dice=True, ignore_label=6)
     assert float(with_ignore(x, ignored)) == pytest.approx(float(with_ignore(x2, ignored)), rel=1e-6)
     assert float(with_ignore(x, ignored)) != pytest.approx(float(with_ignore(x, t)), rel=1e-3)
     with pytest.raises(ValueError):
-        PieceRegionLoss([[0, 1]], batch_dice=True)
+        PieceRegionLoss([[0, 1]], 6, batch_dice=True)
+    with pytest.raises(ValueError, match="outside the 6 output channels"):
+        PieceRegionLoss([[1, 6]], 6, batch_dice=True)
 
 
 @pytest.mark.parametrize("change, message", [

@@ -55,7 +55,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="nnU-Net planner class (the seed used nnUNetPlannerResEncM)")
     p.add_argument("--trainer", help="nnU-Net trainer class name (default per task: "
                    f"{DEFAULT_TRAINERS}, else nnUNetTrainer)")
-    p.add_argument("--encoding", choices=["pieces", "regions"],
+    p.add_argument("--encoding", choices=["pieces", "regions"], default="pieces",
                    help="overlapping structures as softmax pieces (default; on the NPC phantoms sigmoid regions "
                         "left many OARs at Dice 0, see trainers/multitask.py) or sigmoid regions")
     p.add_argument("--task-granularity", choices=["group", "structure"], default="group",
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     if "convert" in steps:
         convert(task, release_samples(args.release, task.name), dirs["nnUNet_raw"], dataset_id, prior,
                 seed=args.seed, n_folds=args.n_folds,
-                encoding_mode=args.encoding or "pieces",
+                encoding_mode=args.encoding,
                 task_granularity=args.task_granularity)
     if "plan" in steps:
         from hnseg.training.plans import plan_and_preprocess

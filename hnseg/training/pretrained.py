@@ -10,12 +10,13 @@ of another architecture is refused, naming the first key that does not fit.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from hnseg.predict.weights import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ def load_pretrained(network: nn.Module, checkpoint: Path) -> dict:
     transferred, kept = 0, 0
     with torch.no_grad():
         for key, tensor in own.items():
-            if any(s in key or key.startswith(s) for s in _KEEP_OWN):
+            if any(s in key for s in _KEEP_OWN):
                 kept += 1
                 continue
             source = next((c for c in _candidates(key) if c in weights), None)
@@ -60,7 +61,7 @@ def load_pretrained(network: nn.Module, checkpoint: Path) -> dict:
                                              f"the network's {key!r} has {tuple(tensor.shape)}")
             tensor.copy_(weights[source].to(tensor.dtype))
             transferred += 1
-    digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    digest = sha256_file(checkpoint)
     log.info("initialised %d tensors from %s (%d output / head tensors keep their initialisation)",
              transferred, checkpoint, kept)
     return {"path": str(checkpoint), "sha256": digest, "transferred": transferred, "kept_own": kept}

@@ -50,8 +50,8 @@ generator seeded by the fold). "Shared" = every parameter of the segmentation ne
 1×1 output convolutions ``decoder.seg_layers`` (with regions each output channel's weights only
 receive gradient from the task that owns the channel, so they are per-task heads, as is
 ``stage_head``; with pieces a piece channel can serve several tasks, and the output layer is still
-left out of the surgery, as a shared head); the heads get the plain gradient of the summed loss. Then gradient clipping (12) and the optimizer step as nnU-Net
-does (with its GradScaler on CUDA: the task losses are scaled before the surgery -- projection is
+left out of the surgery, as a shared head); the heads get the plain gradient of the summed loss.
+Then gradient clipping (12) and the optimizer step as nnU-Net does (with its GradScaler on CUDA: the task losses are scaled before the surgery -- projection is
 scale-equivariant -- and a non-finite scaled gradient makes the scaler skip the step). Returns
 ``{'loss': summed task losses}``. Not supported under DDP (``autograd.grad`` bypasses DDP's
 gradient all-reduce).
@@ -99,11 +99,10 @@ from hnseg.training.gradient_surgery import apply_surgery
 from hnseg.training.trainers.dice_focal import deep_supervision_weights
 from hnseg.training.trainers.label_resampling import NearestLabelResamplingMixin
 from hnseg.training.trainers.lateral import NoLeftRightMirroringMixin, left_right_patch_axis  # noqa: F401
-from hnseg.training.trainers.stage_head import N_STAGE_CLASSES, StagedNetwork, region_names
+from hnseg.training.trainers.stage_head import N_STAGE_CLASSES, StagedNetwork, piece_structures, region_names
 
 __all__ = ["TaskLayout", "task_layout", "left_right_patch_axis", "nnUNetTrainerHnsegMultiTask",
-           "T_STAGE_FILE", "T_STAGE_TASK", "PieceRegionLoss", "piece_structures",
-           "is_region_labels"]
+           "T_STAGE_FILE", "T_STAGE_TASK", "PieceRegionLoss"]
 
 T_STAGE_FILE = "hnseg_t_stage.json"
 T_STAGE_TASK = "t_stage"
@@ -125,28 +124,15 @@ class TaskLayout:
     structure_pieces: list[list[int]] | None = None
 
 
-def is_region_labels(labels: dict) -> bool:
-    """nnU-Net's rule: a dataset is region-based when a label is a list/tuple."""
-    return any(isinstance(v, (list, tuple)) for v in labels.values())
-
-
-def piece_structures(labels: dict) -> dict[str, list[int]]:
-    """Pieces dataset: structure → its piece values, from piece names ``A+B`` (labels order)."""
-    out: dict[str, list[int]] = {}
-    for name, value in labels.items():
-        if name in ("background", "ignore") or int(value) == 0:
-            continue
-        for member in name.split("+"):
-            out.setdefault(member, []).append(int(value))
-    return out
-
-
 def task_layout(dataset_json: dict) -> TaskLayout:
     """Tasks and groups from dataset.json's ``labels`` and ``hnseg`` key (see the module doc)."""
     labels = dataset_json.get("labels")
     if not isinstance(labels, dict):
         raise ValueError("dataset.json has no 'labels' dict")
-    pieces = None if is_region_labels(labels) else piece_structures(labels)
+    # nnU-Net's LabelManager rule (its constructor also demands regions_class_order): regions when a
+    # label lists more than one value
+    region_based = any(isinstance(v, (list, tuple)) and len(v) > 1 for v in labels.values())
+    pieces = None if region_based else piece_structures(labels)
     regions = region_names(labels) if pieces is None else list(pieces)
     meta = dataset_json.get("hnseg")
     if not isinstance(meta, dict) or not isinstance(meta.get("task_groups"), dict) or not meta["task_groups"]:
@@ -211,26 +197,26 @@ class PieceRegionLoss(nn.Module):
 
     _EPS = 1e-12
 
-    def __init__(self, structure_pieces: list[list[int]], batch_dice: bool, ignore_label: int | None = None):
+    def __init__(self, structure_pieces: list[list[int]], n_classes: int, batch_dice: bool,
+                 ignore_label: int | None = None):
         super().__init__()
         if not structure_pieces or any(not p or 0 in p for p in structure_pieces):
             raise ValueError(f"every structure needs >= 1 piece value > 0, got {structure_pieces}")
-        self.structure_pieces = [sorted(int(v) for v in p) for p in structure_pieces]
+        if max(max(p) for p in structure_pieces) >= n_classes:
+            raise ValueError(f"piece values {structure_pieces} outside the {n_classes} output channels")
         self.ignore_label = ignore_label
+        # membership table (S, C), built once; a plain attribute (nnU-Net never moves losses to the device)
+        self.table = torch.zeros(len(structure_pieces), n_classes)
+        for s, values in enumerate(structure_pieces):
+            self.table[s, values] = 1.0
         self.dice = MemoryEfficientSoftDiceLoss(apply_nonlin=None, batch_dice=batch_dice, do_bg=True,
                                                 smooth=1e-5, ddp=False)
 
-    def _membership(self, n_classes: int, device) -> torch.Tensor:
-        table = torch.zeros(len(self.structure_pieces), n_classes, device=device)
-        for s, values in enumerate(self.structure_pieces):
-            if max(values) >= n_classes:
-                raise ValueError(f"piece value {max(values)} outside the {n_classes} output channels")
-            table[s, values] = 1.0
-        return table
-
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         labels = target[:, 0].long()
-        table = self._membership(logits.shape[1], logits.device)  # (S, C)
+        if logits.shape[1] != self.table.shape[1]:
+            raise ValueError(f"{logits.shape[1]} output channels, the piece table has {self.table.shape[1]}")
+        table = self.table.to(logits.device)
         valid = None
         if self.ignore_label is not None:
             valid = labels != self.ignore_label
@@ -355,8 +341,8 @@ class nnUNetTrainerHnsegMultiTask(NearestLabelResamplingMixin, NoLeftRightMirror
         return loss
 
     def _build_piece_loss(self, structure_pieces: list[list[int]]) -> nn.Module:
-        loss = PieceRegionLoss(structure_pieces, self.configuration_manager.batch_dice,
-                               self.label_manager.ignore_label)
+        loss = PieceRegionLoss(structure_pieces, self.label_manager.num_segmentation_heads,
+                               self.configuration_manager.batch_dice, self.label_manager.ignore_label)
         if self.enable_deep_supervision:
             loss = DeepSupervisionWrapper(loss, deep_supervision_weights(self))
         return loss
@@ -371,12 +357,13 @@ class nnUNetTrainerHnsegMultiTask(NearestLabelResamplingMixin, NoLeftRightMirror
 
     # ---- training --------------------------------------------------------------------------------
 
-    def _task_loss(self, output, target, channels: list[int], name: str) -> torch.Tensor:
+    def _task_loss(self, output, target, name: str) -> torch.Tensor:
         if self.layout.structure_pieces is not None:
             loss = self._piece_losses[name]
             if isinstance(output, (list, tuple)):
                 return loss(output, target)
             return loss(output, target[0] if isinstance(target, (list, tuple)) else target)
+        channels = self.layout.tasks[name]
         idx = list(channels) + ([-1] if self.label_manager.ignore_label is not None else [])
         if isinstance(output, (list, tuple)):
             return self._region_loss([o[:, channels] for o in output], [t[:, idx] for t in target])
@@ -431,7 +418,7 @@ class nnUNetTrainerHnsegMultiTask(NearestLabelResamplingMixin, NoLeftRightMirror
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
             output = self.network(data)
-            losses = {name: self._task_loss(output, target, ch, name) for name, ch in self.layout.tasks.items()}
+            losses = {name: self._task_loss(output, target, name) for name in self.layout.tasks}
             n_stage = 0
             if self.layout.stage_classes is not None:
                 if keys is None:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 __all__ = ["N_STAGE_CLASSES", "StagedNetwork", "predict_t_stage", "map_to_preprocessed",
-           "window_start", "tumor_output_channels"]
+           "window_start", "tumor_output_channels", "piece_structures"]
 
 N_STAGE_CLASSES = 4
 
@@ -110,15 +110,23 @@ def tumor_output_channels(dataset_json: dict, label_manager, tumor: str) -> list
         if tumor not in names:
             raise KeyError(f"tumour structure {tumor!r} is not a region in dataset.json labels {names}")
         return [names.index(tumor)]
-    values = []
-    for name, value in labels.items():
-        if name == "ignore" or tumor not in name.split("+"):
-            continue
-        vals = value if isinstance(value, (list, tuple)) else [value]
-        values.extend(int(v) for v in vals)
+    values = piece_structures(labels).get(tumor)
     if not values:
         raise KeyError(f"tumour structure {tumor!r} is in no label of dataset.json {list(labels)}")
-    return sorted(set(values))
+    return sorted(values)
+
+
+def piece_structures(labels: dict) -> dict[str, list[int]]:
+    """Label-map dataset: structure → its label values, every label named by its members joined
+    with ``+`` (hnseg's piece names, ``hnseg.tasks.encoding.Piece.name``), in labels order."""
+    out: dict[str, list[int]] = {}
+    for name, value in labels.items():
+        vals = [int(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
+        if name in ("background", "ignore") or vals == [0]:
+            continue
+        for member in name.split("+"):
+            out.setdefault(member, []).extend(vals)
+    return out
 
 
 def region_names(labels: dict) -> list[str]:
