@@ -93,3 +93,41 @@ class OutputFormatError(HnsegError):
 class RegistrationError(HnsegError):
     """itk-elastix could not register the pre-RT image onto the mid-RT image, or transformix could
     not warp the pre-RT mask onto the mid-RT grid (the message quotes what elastix reported)."""
+
+
+class UnsafePathError(HnsegError):
+    """An input path leads out of the input folder (a symbolic link, an MHA ``ElementDataFile`` or a
+    ``relative_path`` pointing elsewhere) or to something that is not a regular file (a device, a FIFO)."""
+
+
+class ResourceLimitError(HnsegError):
+    """An input or setting would need implausible resources: a voxel count or physical extent beyond the
+    task profile's limits, a compressed file that inflates beyond its header's size, an over-large or
+    over-deep JSON file, a sliding-window step that would multiply the work."""
+
+
+class PixelTypeError(HnsegError):
+    """An image's pixel type is not a real-valued scalar (complex, vector, label-map or string pixels)."""
+
+
+class IntensityRangeError(HnsegError):
+    """An image's values are implausible for its modality (CT outside the HU window, strongly negative
+    MRI, values near the floating-point limits); ``--force`` turns it into a recorded warning."""
+
+
+class DirectionMatrixError(HnsegError):
+    """An image's direction cosines are not orthonormal (a sheared or scaled direction matrix)."""
+
+
+class OutputWriteError(HnsegError):
+    """An output cannot be written: the output folder is unwritable, a file stands where a folder must
+    be, or the disk is full. No partial or empty output file is left behind."""
+
+
+class OutputLocationError(HnsegError):
+    """The output folder is, contains or lies inside the input folder or a case source: writing there
+    could replace or delete inputs."""
+
+
+class BatchLockError(HnsegError):
+    """Another live ``hnseg batch`` run holds the output folder (its host and pid are named)."""
