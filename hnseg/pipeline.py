@@ -12,11 +12,11 @@ from pathlib import Path
 
 from hnseg.errors import WeightsError
 from hnseg.interfaces.grand_challenge import discover_inputs
+from hnseg.io.write import check_output_folder
 from hnseg.load.case import Case, load_case
 from hnseg.postprocess.labels import label_image
 from hnseg.postprocess.nesting import enforce_nesting
 from hnseg.postprocess.prior_overlap import drop_components_without_prior
-from hnseg.predict.engine import Engine
 from hnseg.predict.weights import locate
 from hnseg.preprocess.channels import build_channels
 from hnseg.settings import PredictSettings, RunSettings
@@ -33,6 +33,8 @@ class Segmenter:
     """Weights for one task, loaded once; ``segment(case)`` → output values by output slug."""
 
     def __init__(self, task: TaskProfile, weights_folder: Path, settings: PredictSettings = PredictSettings()):
+        from hnseg.predict.engine import Engine  # torch: imported once inputs are known to be valid
+
         self.task = task
         self.settings = settings
         self.engine = Engine(weights_folder, settings)
@@ -54,8 +56,8 @@ class Segmenter:
             raise WeightsError(f"{weights_folder}: metadata says {meta.encoding.mode}, the nnU-Net "
                                f"model is {'region' if self.engine.has_regions else 'label'}-based")
 
-    def load(self, files: dict[str, Path]) -> Case:
-        return load_case(self.task, files)
+    def load(self, files: dict[str, Path], root: Path | None = None, force: bool = False) -> Case:
+        return load_case(self.task, files, root=root, force=force)
 
     def segment(self, case: Case) -> dict[str, object]:
         """Output values by output slug: SimpleITK images (label map / 4D stack), JSON-able dicts."""
@@ -98,10 +100,11 @@ class Segmenter:
 
 def run_grand_challenge(settings: RunSettings) -> list[Path]:
     """One grand-challenge case: read /input, validate, predict, write /output. Returns written files."""
+    check_output_folder(settings.output_dir, settings.input_dir)  # before any input is read
     files = discover_inputs(settings.input_dir)
     task = get_task(settings.task) if settings.task else detect_task(files)
     log.info("task: %s", task.name)
-    case = load_case(task, files)  # validates everything before any compute
+    case = load_case(task, files, root=settings.input_dir, force=settings.force)  # all checks before compute
     folder = locate(task.name, settings.weight_candidates())
     log.info("weights: %s", folder)
     segmenter = Segmenter(task, folder, settings.predict)

@@ -21,6 +21,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="mirror TTA: checkpoint's axes (default), left-right only, off ($HNSEG_TTA)")
     p.add_argument("--tile-step", dest="tile_step", type=float, help="sliding-window step, fraction of patch (0.5)")
     p.add_argument("--folds", help="comma-separated folds to use (default: all in the weights)")
+    p.add_argument("--force", action="store_true", default=None,
+                   help="segment images whose intensities look implausible for their modality (logged as a "
+                        "warning) instead of refusing them ($HNSEG_FORCE=1)")
     p.add_argument("--prior-margin", dest="prior_margin", help="override the box prior margin: 5 or 5,5,2 (voxels x,y,z)")
     rule = p.add_mutually_exclusive_group()
     rule.add_argument("--prior-overlap-rule", dest="prior_overlap_rule", action="store_true", default=None,

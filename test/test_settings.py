@@ -61,7 +61,7 @@ def test_env_var_names():
     assert ENV == {
         "input_dir": "HNSEG_INPUT", "output_dir": "HNSEG_OUTPUT", "model_dir": "HNSEG_MODEL_DIR",
         "weights_dir": "HNSEG_WEIGHTS", "task": "HNSEG_TASK", "device": "HNSEG_DEVICE",
-        "tta": "HNSEG_TTA", "tile_step": "HNSEG_TILE_STEP",
+        "tta": "HNSEG_TTA", "tile_step": "HNSEG_TILE_STEP", "force": "HNSEG_FORCE",
     }
 
 
@@ -90,6 +90,10 @@ def test_environ_defaults_to_os_environ(monkeypatch):
         ({}, {"HNSEG_TILE_STEP": "0"}, "tile_step"),
         ({"tile_step": 1.5}, {}, "tile_step"),
         ({}, {"HNSEG_TILE_STEP": "half"}, "tile_step"),
+        ({"tile_step": 1e-9}, {}, "tile_step"),  # 1e27 tiles: refused, not run until killed
+        ({"tile_step": 0.2}, {}, "greater than or equal to 0.25"),
+        ({}, {"HNSEG_TILE_STEP": "nan"}, "tile_step"),
+        ({}, {"HNSEG_TILE_STEP": "inf"}, "tile_step"),
         ({"device": "tpu"}, {}, "device"),
         ({}, {"HNSEG_DEVICE": "tpu"}, "device"),
         ({"prior_margin": "5,5"}, {}, "prior_margin"),

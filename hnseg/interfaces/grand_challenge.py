@@ -13,23 +13,53 @@ import logging
 from pathlib import Path
 
 from hnseg.errors import AmbiguousInputError, InputsJsonError, MissingInputError
-from hnseg.io.read import is_image_file
+from hnseg.io.read import IMAGE_SUFFIXES
+from hnseg.io.safe_paths import check_inside, check_regular_file
 
 log = logging.getLogger(__name__)
 
 INPUTS_JSON = "inputs.json"
+MAX_JSON_BYTES = 1 << 20  # grand-challenge's inputs.json of an image-only case is a few kB
+MAX_JSON_DEPTH = 32
+
+
+def json_depth(value: object) -> int:
+    """Nesting depth of a parsed JSON value (iterative: no recursion limit to hit)."""
+    depth, level = 0, [value]
+    while level:
+        depth += 1
+        level = [v for item in level if isinstance(item, (list, dict))
+                 for v in (item.values() if isinstance(item, dict) else item)]
+    return depth - 1
+
+
+def read_json_bounded(path: Path, error: type[Exception], max_bytes: int = MAX_JSON_BYTES,
+                      max_depth: int = MAX_JSON_DEPTH) -> object:
+    """A JSON file of at most ``max_bytes`` and ``max_depth`` levels; anything else is ``error``."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(max_bytes + 1)
+    except OSError as exc:
+        raise error(f"{path}: cannot be read: {exc.strerror}") from None
+    if len(raw) > max_bytes:
+        raise error(f"{path}: expected at most {max_bytes:,} bytes of JSON, found more")
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: expected UTF-8 JSON, found undecodable bytes ({exc.reason} at {exc.start})") from None
+    except RecursionError:
+        raise error(f"{path}: expected JSON nested at most {max_depth} levels, found far deeper") from None
+    except json.JSONDecodeError as exc:
+        raise error(f"{path}: expected a JSON list of socket values, found invalid JSON ({exc})") from None
+    if json_depth(value) > max_depth:
+        raise error(f"{path}: expected JSON nested at most {max_depth} levels, found {json_depth(value)}")
+    return value
 
 
 def _socket_folders_from_json(input_dir: Path) -> dict[str, Path]:
     path = input_dir / INPUTS_JSON
-    try:
-        entries = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputsJsonError(f"{path}: cannot be read: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise InputsJsonError(
-            f"{path}: expected a JSON list of socket values, found invalid JSON ({exc})"
-        ) from None
+    check_regular_file(path, input_dir, INPUTS_JSON)
+    entries = read_json_bounded(path, InputsJsonError)
     if not isinstance(entries, list):
         raise InputsJsonError(
             f"{path}: expected a JSON list of socket values, found {type(entries).__name__}"
@@ -61,12 +91,24 @@ def _socket_folders_from_glob(input_dir: Path) -> dict[str, Path]:
     return {d.name: d for d in sorted(images.iterdir()) if d.is_dir()}
 
 
-def _single_image(slug: str, folder: Path) -> Path | None:
-    if folder.is_file():  # a relative_path may name the file itself
+def _image_name(path: Path) -> bool:
+    name = path.name.lower()
+    return not name.startswith(".") and name.endswith(IMAGE_SUFFIXES)
+
+
+def _single_image(slug: str, folder: Path, root: Path) -> Path | None:
+    """The socket's one image file. Links may not lead out of ``root``; an image-named entry that is
+    not a regular file (a FIFO, a device, a folder) is refused, not skipped."""
+    label = f"socket {slug!r}"
+    check_inside(folder, root, label)
+    if folder.is_file() or (folder.exists() and not folder.is_dir()):  # a relative_path may name the file
+        check_regular_file(folder, root, label)
         return folder
     if not folder.is_dir():
         return None
-    files = sorted(p for p in folder.iterdir() if is_image_file(p))
+    files = sorted(p for p in folder.iterdir() if _image_name(p))
+    for p in files:
+        check_regular_file(p, root, f"{label} ({p})")
     if len(files) > 1:
         raise AmbiguousInputError(
             f"socket {slug!r} ({folder}): expected exactly one image file, found {len(files)}: "
@@ -88,7 +130,7 @@ def discover_inputs(input_dir: str | Path) -> dict[str, Path]:
         source = "images/<slug>/ folders"
     found: dict[str, Path] = {}
     for slug, folder in folders.items():
-        image = _single_image(slug, folder)
+        image = _single_image(slug, folder, input_dir)
         if image is None:
             if source == INPUTS_JSON:
                 raise MissingInputError(

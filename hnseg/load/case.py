@@ -14,8 +14,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from hnseg.errors import GridMismatchError, ImageOverlapError, MaskLabelError, MissingInputError
-from hnseg.io.read import check_3d_scalar, check_finite, read_image
+from hnseg.io.read import check_finite, read_image
 from hnseg.load.grid import GridTolerance, describe_grid, grid_differences, overlap_fraction
+from hnseg.load.plausibility import check_header, check_intensities
 from hnseg.tasks import TaskProfile
 
 log = logging.getLogger(__name__)
@@ -68,9 +69,13 @@ def _check_mask(case: Case, slug: str, allowed: tuple[int, ...]) -> None:
 
 
 def load_case(
-    task: TaskProfile, files: dict[str, Path], tol: GridTolerance = GridTolerance()
+    task: TaskProfile, files: dict[str, Path], tol: GridTolerance = GridTolerance(), *,
+    root: Path | None = None, force: bool = False,
 ) -> Case:
-    """Read and validate the task's sockets; sockets the task does not know are ignored (warned)."""
+    """Read and validate the task's sockets; sockets the task does not know are ignored (warned).
+
+    ``root``: the input folder no file (nor a data file its header names) may lead out of. ``force``:
+    implausible intensities are a logged warning instead of an ``IntensityRangeError``."""
     known = {s.slug for s in task.inputs}
     for slug in sorted(set(files) - known):
         log.warning("socket %r (%s) is not an input of %s: ignored", slug, files[slug], task.name)
@@ -86,13 +91,14 @@ def load_case(
         if socket.slug not in present:
             continue
         what = case.describe(socket.slug)
-        image = read_image(present[socket.slug], what=f"socket {socket.slug!r}", modality=socket.dicom_modality)
-        check_3d_scalar(image, what)
+        image = read_image(present[socket.slug], what=f"socket {socket.slug!r}", modality=socket.dicom_modality,
+                           root=root, header_check=lambda info, label: check_header(info, label, task.image_limits))
         case.images[socket.slug] = image
         if socket.kind == "mask":
             _check_mask(case, socket.slug, socket.mask_labels or (0,) + tuple(task.label_map.values()))
         else:
             check_finite(case.array(socket.slug), what)
+            check_intensities(case.array(socket.slug), task.intensity_rule(socket.slug), what, force)
     for socket in task.inputs:
         ref = socket.same_grid_as
         if socket.slug in case.images and ref and ref in case.images:

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from hnseg.tasks.plausibility import DEFAULT_INTENSITY_RULES, ImageLimits, IntensityRule
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -126,6 +128,11 @@ class TaskProfile(_Frozen):
     registration: RegistrationSpec | None = Field(
         default=None, description="registered inputs batch mode may compute from the unregistered ones"
     )
+    image_limits: ImageLimits = Field(default=ImageLimits(), description="size bounds of every input image")
+    intensity_rules: dict[str, IntensityRule] = Field(
+        default_factory=lambda: dict(DEFAULT_INTENSITY_RULES),
+        description="plausible voxel values of image sockets, by DICOM modality (InputSocket.dicom_modality)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> "TaskProfile":
@@ -169,6 +176,10 @@ class TaskProfile(_Frozen):
         return self
 
     # -- derived views -------------------------------------------------------------------------
+    def intensity_rule(self, slug: str) -> IntensityRule | None:
+        modality = self.socket(slug).dicom_modality
+        return self.intensity_rules.get(modality) if modality else None
+
     def socket(self, slug: str) -> InputSocket:
         for s in self.inputs:
             if s.slug == slug:

@@ -1,0 +1,57 @@
+"""Input paths that stay where they were given: inside the input folder, regular files only.
+
+A symbolic link is followed only when its target lies inside the root folder it was found in; a
+socket file must be a regular file (a FIFO would block the reader forever, a device such as
+``/dev/zero`` never ends). Every refusal is an ``UnsafePathError`` naming the path and its target.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from hnseg.errors import UnreadableImageError, UnsafePathError
+
+_KINDS = (
+    (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"),
+)
+
+
+def real(path: str | os.PathLike) -> Path:
+    return Path(os.path.realpath(path))
+
+
+def is_inside(path: str | os.PathLike, root: str | os.PathLike) -> bool:
+    """Whether ``path``, all links resolved, is ``root`` or lies below it (``root`` resolved too)."""
+    p, r = real(path), real(root)
+    return p == r or r in p.parents
+
+
+def check_inside(path: str | os.PathLike, root: str | os.PathLike | None, label: str) -> Path:
+    """``path`` resolved; refused when it leads out of ``root`` (``None``: no containment rule)."""
+    target = real(path)
+    if root is not None and not is_inside(target, root):
+        via = f" (through a symbolic link to {target})" if target != Path(os.path.abspath(path)) else ""
+        raise UnsafePathError(f"{label}: expected a path inside the input folder {root}, found {path}{via}")
+    return target
+
+
+def file_kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def check_regular_file(path: str | os.PathLike, root: str | os.PathLike | None, label: str,
+                       allow_folder: bool = False) -> Path:
+    """``path`` must resolve inside ``root`` to a regular file (or a folder when ``allow_folder``:
+    a DICOM series). Returns the resolved path."""
+    target = check_inside(path, root, label)
+    try:
+        mode = os.stat(target).st_mode
+    except OSError as exc:
+        raise UnreadableImageError(f"{label}: expected a readable file, found none ({exc.strerror})") from None
+    if stat.S_ISREG(mode) or (allow_folder and stat.S_ISDIR(mode)):
+        return target
+    shown = f"{path} → {target}" if target != Path(os.path.abspath(path)) else str(path)
+    raise UnsafePathError(f"{label}: expected a regular image file, found {file_kind(mode)} ({shown})")
