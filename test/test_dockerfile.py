@@ -88,3 +88,24 @@ def test_hadolint_is_clean():
     r = subprocess.run([str(hadolint), "--failure-threshold", "style", str(REPO / "Dockerfile")],
                        capture_output=True, text=True)
     assert (r.returncode, r.stdout + r.stderr) == (0, "")
+
+
+def test_ci_container_script_cannot_hide_a_failure():
+    """Run the CI script's wheel and hadolint steps with stand-in commands that fail: each must stop the
+    script (set -euo pipefail), where `… | grep … || true` and `hadolint … && echo` let CI go on."""
+    import re
+    import subprocess
+
+    script = (REPO / ".ci" / "container.sh").read_text()
+    wheel = re.search(r"^\"\$PY\" -m pip wheel.*\n\s+\|.*\n", script, re.M).group(0)
+    lint = next(line for line in script.splitlines() if "hadolint --failure-threshold" in line)
+    for step in (wheel, lint):
+        body = step.replace('"$PY" -m pip wheel', "fail_with_warning").replace(".venv/bin/hadolint", "fail_with_warning")
+        prog = ("set -euo pipefail\nfail_with_warning() { echo 'WARNING: Location x'; echo boom; return 3; }\n"
+                f"{body}\necho CONTINUED\n")
+        r = subprocess.run(["bash", "-c", prog], capture_output=True, text=True)
+        assert r.returncode != 0 and "CONTINUED" not in r.stdout, (step, r.stdout)
+    ok = subprocess.run(["bash", "-c", "set -euo pipefail\nfail_with_warning() { echo 'WARNING: Location x'; }\n"
+                         + wheel.replace('"$PY" -m pip wheel', "fail_with_warning") + "\necho CONTINUED\n"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0 and "CONTINUED" in ok.stdout  # only warnings filtered away: not a failure

@@ -32,13 +32,13 @@ class FakeTrainer:
 
 def test_iterations_refit_to_end_on_time():
     t = FakeTrainer(epochs=5, iterations=4, step_s=0.01)  # 5 × 4 × 10 ms = 0.2 s unbudgeted
-    start = time.time()
-    fit_iterations_to_deadline(t, start + 1.0, min_iterations=1)
+    fit_iterations_to_deadline(t, time.time() + 1.0, min_iterations=1)
     t.run_training()
-    took = time.time() - start
     assert t.current_epoch == 5 and len(t.lengths) == 5  # epochs (the LR schedule) unchanged
     assert t.lengths[0] == 4 and all(n > 10 for n in t.lengths[1:]), t.lengths  # stretched to the budget
-    assert 0.8 < took < 1.3, took
+    # the planned work fits the budget (nominal step time; a loaded machine only plans less, so no
+    # wall-clock window is asserted)
+    assert sum(t.lengths) * t.step_s <= 1.0 + 1e-9, t.lengths
     assert t.hnseg_iterations_done == sum(t.lengths)
 
 
