@@ -30,7 +30,7 @@ CASES: list[Case] = [
     Case("batch-out-symlink-into-in", "location", "-o a symbolic link that resolves into the input folder",
          location.batch_out_symlink_into_in, "batch", 2, "OutputLocationError", (),
          "a check on the spelled path misses it; only resolved real paths are compared"),
-    Case("manifest-out-inside-case-source", "location", "--manifest mode, -o inside one case's source folder",
+    Case("manifest-out-inside-case-source", "location", "--manifest mode, -o inside the DICOM series folder a case names",
          location.manifest_out_inside_case_source, "batch", 2, "OutputLocationError", (),
          "in manifest mode every file a case names is an input to protect"),
     Case("manifest-out-contains-case-source", "location", "--manifest mode, -o is a folder holding case sources",

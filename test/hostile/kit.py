@@ -209,6 +209,15 @@ def weights_copy(root: Path, task: str = TASK1) -> Path:
     return dst
 
 
+def tripwire_weights(root: Path) -> Path:
+    """A weights folder whose metadata is unusable: a run that gets as far as loading weights (that is,
+    did not refuse before compute) ends in WeightsError instead of the case's error."""
+    w = root / "tripwire-weights"
+    w.mkdir()
+    (w / "hnseg_weights.json").write_text("{}")
+    return w
+
+
 def remanifest(folder: Path) -> None:
     """Re-compute the sha256 manifest of a (tampered) weights folder, as an attacker would."""
     from hnseg.predict.weights import METADATA_FILE, manifest

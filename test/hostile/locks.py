@@ -24,13 +24,11 @@ RUN_BYTE = 1
 
 @contextlib.contextmanager
 def holding(out: Path) -> Iterator[None]:
-    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    """The run lock, held by this process (opened once: closing any descriptor of the file in this
+    process would drop the lock, so nothing else here may open it meanwhile)."""
+    fd = os.open(out / LOCK_FILE, os.O_RDWR)
     try:
         fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, RUN_BYTE)
-        record = {"host": socket.gethostname(), "pid": os.getpid(), "role": "whole run",
-                  "since": "2026-01-01T00:00:00+00:00"}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(record).encode(), 0)
         yield
     finally:
         os.close(fd)
@@ -41,7 +39,9 @@ def _folders(root: Path) -> tuple[Path, Path]:
     for c in ("p1", "p2"):
         batch_folder(in_dir / c)
     out.mkdir()
-    (out / LOCK_FILE).touch()
+    record = {"host": socket.gethostname(), "pid": os.getpid(), "role": "whole run",
+              "since": "2026-01-01T00:00:00+00:00"}  # the holder record a live run writes after locking
+    (out / LOCK_FILE).write_text(json.dumps(record))
     return in_dir, out
 
 

@@ -130,10 +130,11 @@ def execute(case: Case, root: Path) -> Execution:
     for d in setup.read_only:
         d.chmod(0o555)
     try:
+        before = snapshot(root)
+        # outside the snapshots: reading a lock file would drop the POSIX lock this process holds on it
         with setup.hold() if setup.hold else contextlib.nullcontext():
-            before = snapshot(root)
             outcome = run_child([*PREFIX[case.kind], *setup.args], setup, cwd=root)
-            after = snapshot(root)
+        after = snapshot(root)
     finally:
         for d in setup.read_only:
             d.chmod(0o755)  # so that pytest can remove tmp_path

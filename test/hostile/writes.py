@@ -1,6 +1,8 @@
 """Class 2, output writes (OutputWriteError): a file where a folder must be, a read-only folder, a full
 disk. No 0-byte, partial or ``.part`` file may remain (the runner's snapshot checks every new path).
 
+What can be seen before compute must be refused before it: those cases run with
+``kit.tripwire_weights``, so a run that reaches the model ends in WeightsError instead.
 A read-only folder stops root only when the child lacks CAP_DAC_OVERRIDE (``launch.py --drop-dac``);
 a full disk is RLIMIT_FSIZE (writes past it fail with EFBIG).
 """
@@ -9,9 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hostile.kit import OUT_SLUG, Setup, batch_args, batch_folder, predict_args, task1_case
+from hostile.kit import OUT_SLUG, Setup, batch_args, batch_folder, predict_args, task1_case, tripwire_weights
 
-COMPUTE = "segmented hntsmrg-task1 case"  # hnseg.pipeline's log line after the prediction
 FULL_DISK = 256  # bytes: the MHA header alone is longer, so output.mha cannot be written
 
 
@@ -19,14 +20,14 @@ def predict_output_is_file(root: Path) -> Setup:
     in_dir = task1_case(root / "in")
     out = root / "out"
     out.write_text("a file, not a folder\n")
-    return Setup(predict_args(in_dir, out), mention=(str(out),), not_in_stderr=(COMPUTE,))
+    return Setup(predict_args(in_dir, out, weights=tripwire_weights(root)), mention=(str(out),))
 
 
 def predict_output_parent_is_file(root: Path) -> Setup:
     in_dir = task1_case(root / "in")
     (root / "results").write_text("a file, not a folder\n")
     out = root / "results" / "out"
-    return Setup(predict_args(in_dir, out), mention=(str(root / "results"),), not_in_stderr=(COMPUTE,))
+    return Setup(predict_args(in_dir, out, weights=tripwire_weights(root)), mention=(str(root / "results"),))
 
 
 def predict_output_slug_is_file(root: Path) -> Setup:
@@ -34,15 +35,15 @@ def predict_output_slug_is_file(root: Path) -> Setup:
     out = root / "out"
     (out / "images").mkdir(parents=True)
     (out / "images" / OUT_SLUG).write_text("a file where the socket folder must be\n")
-    return Setup(predict_args(in_dir, out), out=out, mention=(OUT_SLUG,))
+    return Setup(predict_args(in_dir, out, weights=tripwire_weights(root)), out=out, mention=(OUT_SLUG,))
 
 
 def predict_output_read_only(root: Path) -> Setup:
     in_dir = task1_case(root / "in")
     out = root / "out"
     out.mkdir()
-    return Setup(predict_args(in_dir, out), out=out, read_only=(out,), mention=(str(out),),
-                 not_in_stderr=(COMPUTE,))
+    return Setup(predict_args(in_dir, out, weights=tripwire_weights(root)), out=out, read_only=(out,),
+                 mention=(str(out),))
 
 
 def predict_full_disk(root: Path) -> Setup:
@@ -66,7 +67,7 @@ def batch_output_is_file(root: Path) -> Setup:
     batch_folder(in_dir / "p1")
     out = root / "out"
     out.write_text("a file, not a folder\n")
-    return Setup(batch_args(out, in_dir=in_dir), mention=(str(out),))
+    return Setup(batch_args(out, in_dir=in_dir, weights=tripwire_weights(root)), mention=(str(out),))
 
 
 def batch_output_read_only(root: Path) -> Setup:
@@ -74,4 +75,5 @@ def batch_output_read_only(root: Path) -> Setup:
     batch_folder(in_dir / "p1")
     out = root / "out"
     out.mkdir()
-    return Setup(batch_args(out, in_dir=in_dir), out=out, read_only=(out,), mention=(str(out),))
+    return Setup(batch_args(out, in_dir=in_dir, weights=tripwire_weights(root)), out=out, read_only=(out,),
+                 mention=(str(out),))
