@@ -18,14 +18,15 @@ from __future__ import annotations
 import csv
 import fnmatch
 import os
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from hostile.cases import CASES
-from hostile.kit import BATCH_INFRA, REPO, SUMMARY, Case
-from hostile.runner import MAX_PEAK_MB, MAX_WALL_S, Execution, Prefetcher
+from hostile.kit import BATCH_INFRA, REPO, SUMMARY, Case, Setup
+from hostile.runner import MAX_PEAK_MB, MAX_WALL_S, Execution, Outcome, Prefetcher, run_child
 from hostile.summary import PLUGIN_NAME, HostileSummary
 from hostile.table import render
 
@@ -147,3 +148,54 @@ def test_docs_table_is_up_to_date():
     doc = REPO / "docs" / "hostile_inputs.md"
     assert doc.read_text() == render(), (
         "docs/hostile_inputs.md is out of date: python test/hostile/table.py > docs/hostile_inputs.md")
+
+
+# --- the harness itself: each check can fail for the reason it names ------------------------------
+def test_runner_measures_the_childs_peak_memory(tmp_path):
+    """wait4's ru_maxrss is the child's own: 400 MiB written by the child shows, the parent's does not
+    (this process holds far more than a bare interpreter's ~10 MB)."""
+    o = run_child([sys.executable, "-c", "b = b'x' * (400 << 20)"], Setup(args=[]), tmp_path)
+    assert o.rc == 0, o.stderr
+    assert 400 < o.peak_mb < 450, o.peak_mb
+    bare = run_child([sys.executable, "-S", "-c", "pass"], Setup(args=[]), tmp_path)
+    assert bare.peak_mb < 30, bare.peak_mb
+
+
+def test_runner_caps_the_childs_memory(tmp_path):
+    o = run_child([sys.executable, "-c", "b = b'x' * (3 << 30)"], Setup(args=[]), tmp_path)
+    assert o.rc == 1 and "MemoryError" in o.stderr, (o.rc, o.stderr[-500:])
+
+
+def test_runner_kills_a_hung_child(tmp_path):
+    o = run_child([sys.executable, "-c", "import time; time.sleep(60)"], Setup(args=[]), tmp_path, timeout_s=1.0)
+    assert o.timed_out and o.rc == -9 and o.wall_s < 10, o
+
+
+def test_runner_full_disk_fails_writes(tmp_path):
+    code = "with open('big', 'wb') as f: f.write(b'x' * 4096)"
+    o = run_child([sys.executable, "-c", code], Setup(args=[], fsize=1024), tmp_path)
+    assert o.rc == 1 and "File too large" in o.stderr, o.stderr[-500:]
+
+
+def _fake(tmp_path, rc=2, stderr="OutputWriteError: output folder /x/out: expected a writable folder\n",
+          after_extra=None) -> Execution:
+    case = next(c for c in CASES if c.id == "predict-output-read-only")
+    before = {"in": "dir", "in/x.mha": "abc:10"}
+    after = {**before, "out": "dir", **(after_extra or {})}
+    return Execution(case, tmp_path, Setup(args=[], out=tmp_path / "out", mention=("/x/out",)), before, after,
+                     Outcome(rc=rc, stdout="", stderr=stderr, wall_s=1.0, peak_mb=100.0, timed_out=False))
+
+
+@pytest.mark.parametrize("fault, needle", [
+    ({"rc": 0}, "exit code 0"),
+    ({"stderr": "Traceback (most recent call last):\nOutputWriteError: output folder /x/out\n"}, "traceback"),
+    ({"stderr": "WeightsError: /x/out\n"}, "no 'OutputWriteError: ' line"),
+    ({"stderr": "OutputWriteError: somewhere else\n"}, "'/x/out' not in"),
+    ({"after_extra": {"out/images": "dir"}}, "written although refused"),
+    ({"after_extra": {"in/x.mha": "def:10"}}, "changed or removed"),
+    ({"after_extra": {"out/.output.mha.part.mha": "abc:0"}}, "written although refused"),
+])
+def test_check_catches(fault, needle, tmp_path):
+    check(_fake(tmp_path))  # the unfaulted execution passes
+    with pytest.raises(AssertionError, match=needle):
+        check(_fake(tmp_path, **fault))

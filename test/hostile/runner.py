@@ -1,7 +1,8 @@
 """Run one catalogue case: build it, snapshot its folder, run the child under a memory cap and a hard
 timeout, measure wall time and peak RSS (``os.wait4``), snapshot again.
 
-The child is ``launch.py`` (sets the limits, then execs the real command), started without
+The child is ``launch.py`` (sets the limits, runs the real command, reports its ``wait4`` peak RSS
+through a pipe), started without
 ``preexec_fn`` so that cases can run from worker threads (``Prefetcher``: ``HNSEG_HOSTILE_JOBS``
 children at a time, default 2), which keeps the catalogue's total time down on a 2-core machine.
 """
@@ -76,8 +77,9 @@ def _read(stream, sink: list[bytes]) -> None:
     sink.append(stream.read())
 
 
-def run_child(cmd: list[str], setup: Setup, cwd: Path) -> Outcome:
-    launcher = [sys.executable, "-S", "-E", str(LAUNCH), "--data", str(DATA_LIMIT)]
+def run_child(cmd: list[str], setup: Setup, cwd: Path, timeout_s: float = HARD_TIMEOUT_S) -> Outcome:
+    r, w = os.pipe()  # the launcher reports the command's peak RSS here
+    launcher = [sys.executable, "-S", "-E", str(LAUNCH), "--report", str(w), "--data", str(DATA_LIMIT)]
     if setup.fsize is not None:
         launcher += ["--fsize", str(setup.fsize)]
     if setup.read_only and os.geteuid() == 0:
@@ -87,17 +89,22 @@ def run_child(cmd: list[str], setup: Setup, cwd: Path) -> Outcome:
     t0 = time.monotonic()
     # stdout/stderr are pipes, not files: a file would count against RLIMIT_FSIZE
     p = subprocess.Popen([*launcher, "--", *cmd], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, env=child_env(setup.env), cwd=cwd, start_new_session=True)
+                         stderr=subprocess.PIPE, env=child_env(setup.env), cwd=cwd, start_new_session=True,
+                         pass_fds=(w,))
+    os.close(w)
+    peak: list[bytes] = []
+    report = os.fdopen(r, "rb")
     readers = [threading.Thread(target=_read, args=(p.stdout, out), daemon=True),
-               threading.Thread(target=_read, args=(p.stderr, err), daemon=True)]
+               threading.Thread(target=_read, args=(p.stderr, err), daemon=True),
+               threading.Thread(target=_read, args=(report, peak), daemon=True)]
     for t in readers:
         t.start()
     timed_out = False
     while True:
-        pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+        pid, status, _ = os.wait4(p.pid, os.WNOHANG)
         if pid:
             break
-        if time.monotonic() - t0 > HARD_TIMEOUT_S and not timed_out:
+        if time.monotonic() - t0 > timeout_s and not timed_out:
             timed_out = True
             os.killpg(p.pid, signal.SIGKILL)
         time.sleep(0.02)
@@ -109,9 +116,12 @@ def run_child(cmd: list[str], setup: Setup, cwd: Path) -> Outcome:
         t.join(timeout=10)
     p.stdout.close()
     p.stderr.close()
-    return Outcome(rc=p.returncode, stdout=b"".join(out).decode(errors="replace"),
+    report.close()
+    reported = b"".join(peak).split()
+    rc = p.returncode if p.returncode < 128 else -(p.returncode - 128)  # the launcher's 128 + N: signal N
+    return Outcome(rc=rc, stdout=b"".join(out).decode(errors="replace"),
                    stderr=b"".join(err).decode(errors="replace"), wall_s=wall,
-                   peak_mb=usage.ru_maxrss / 1024.0, timed_out=timed_out)
+                   peak_mb=int(reported[0]) / 1024.0 if reported else float("nan"), timed_out=timed_out)
 
 
 class _suppress:
