@@ -18,8 +18,7 @@ import json
 import os
 import shutil
 import stat
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -253,11 +252,3 @@ def snapshot(root: Path) -> dict[str, str]:
                 out[rel] = f"special:{stat.S_IFMT(st.st_mode):o}"
     return out
 
-
-@contextlib.contextmanager
-def nothing() -> Iterator[None]:
-    yield
-
-
-def python() -> str:
-    return sys.executable

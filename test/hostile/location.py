@@ -1,8 +1,9 @@
 """Class 1, data loss: output folders that are, contain or lie inside the input (OutputLocationError).
 
 Refused before anything is read or loaded (``kit.tripwire_weights``: a run that gets as far as the
-model ends in WeightsError). Every input file must be byte-identical afterwards (the runner's snapshot hashes every file under the
-case's folder before and after the run). ``work/in`` holds two valid batch cases (p1, p2).
+model ends in WeightsError). Every input file must be byte-identical afterwards (the runner's snapshot
+hashes every file under the case's folder before and after the run). ``work/in`` holds two valid
+batch cases (p1, p2).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ def _batch_input(root: Path) -> Path:
 
 def batch_out_parent_of_in(root: Path) -> Setup:
     in_dir = _batch_input(root)
-    return Setup(batch_args(in_dir.parent, in_dir=in_dir, weights=tripwire_weights(root)), out=in_dir.parent, mention=(str(in_dir.parent),))
+    out = in_dir.parent
+    return Setup(batch_args(out, in_dir=in_dir, weights=tripwire_weights(root)), out=out, mention=(str(out),))
 
 
 def batch_out_is_in(root: Path) -> Setup:
@@ -63,7 +65,8 @@ def manifest_out_inside_case_source(root: Path) -> Setup:
     write_dicom_series(sitk.Cast(sitk.Round(mri()), sitk.sitkInt16), series, "MR", uids={"seed": "hostile-p2"})
     manifest.write_text(f"case_id,{PRE_T2}\np1,src/p1/{PRE_T2}.mha\np2,src/p2-series\n")
     out = series / "out"
-    return Setup(batch_args(out, manifest=manifest, weights=tripwire_weights(root)), out=out, mention=(str(out), "p2-series"))
+    return Setup(batch_args(out, manifest=manifest, weights=tripwire_weights(root)), out=out,
+                 mention=(str(out), "p2-series"))
 
 
 def manifest_out_contains_case_source(root: Path) -> Setup:
