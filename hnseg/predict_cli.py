@@ -21,6 +21,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="mirror TTA: checkpoint's axes (default), left-right only, off ($HNSEG_TTA)")
     p.add_argument("--tile-step", dest="tile_step", type=float, help="sliding-window step, fraction of patch (0.5)")
     p.add_argument("--folds", help="comma-separated folds to use (default: all in the weights)")
+    p.add_argument("--trusted-manifest", dest="trusted_manifest", metavar="SHA256[,SHA256…]",
+                   help="refuse weights whose hnseg_weights.json has another sha256 ($HNSEG_TRUSTED_MANIFEST)")
     p.add_argument("--prior-margin", dest="prior_margin", help="override the box prior margin: 5 or 5,5,2 (voxels x,y,z)")
     rule = p.add_mutually_exclusive_group()
     rule.add_argument("--prior-overlap-rule", dest="prior_overlap_rule", action="store_true", default=None,
