@@ -91,6 +91,8 @@ def export_weights(
         shutil.copy2(results_dir / "dataset.json", model / "dataset.json")
         ckpt_trainer = _inference_trainer_name(trainer)
         for f in folds:
+            # this machine's own training output: nnU-Net's full checkpoints (optimizer state, numpy
+            # logging) need weights_only=False; what is written below is slim and weights_only-loadable
             ck = torch.load(results_dir / f"fold_{f}" / "checkpoint_final.pth", map_location="cpu",
                             weights_only=False)
             axes = ck.get("inference_allowed_mirroring_axes")
