@@ -14,6 +14,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", dest="weights_dir", type=Path,
                    help="weights folder, or a folder of <task>/ weights ($HNSEG_WEIGHTS); "
                         "then /opt/ml/model/<task>, then the baked weights/<task>")
+    p.add_argument("--trusted-manifest", dest="trusted_manifest", metavar="SHA256[,SHA256…]",
+                   help="refuse weights whose hnseg_weights.json has another sha256 ($HNSEG_TRUSTED_MANIFEST)")
     p.add_argument("--model-dir", dest="model_dir", type=Path, help="grand-challenge model folder (default /opt/ml/model)")
     p.add_argument("--task", help="task name; default: chosen from the input sockets ($HNSEG_TASK)")
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], help="default auto ($HNSEG_DEVICE)")
@@ -21,8 +23,6 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="mirror TTA: checkpoint's axes (default), left-right only, off ($HNSEG_TTA)")
     p.add_argument("--tile-step", dest="tile_step", type=float, help="sliding-window step, fraction of patch (0.5)")
     p.add_argument("--folds", help="comma-separated folds to use (default: all in the weights)")
-    p.add_argument("--trusted-manifest", dest="trusted_manifest", metavar="SHA256[,SHA256…]",
-                   help="refuse weights whose hnseg_weights.json has another sha256 ($HNSEG_TRUSTED_MANIFEST)")
     p.add_argument("--prior-margin", dest="prior_margin", help="override the box prior margin: 5 or 5,5,2 (voxels x,y,z)")
     rule = p.add_mutually_exclusive_group()
     rule.add_argument("--prior-overlap-rule", dest="prior_overlap_rule", action="store_true", default=None,

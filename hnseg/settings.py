@@ -79,11 +79,11 @@ ENV = {
     "output_dir": "HNSEG_OUTPUT",
     "model_dir": "HNSEG_MODEL_DIR",
     "weights_dir": "HNSEG_WEIGHTS",
+    "trusted_manifest": "HNSEG_TRUSTED_MANIFEST",
     "task": "HNSEG_TASK",
     "device": "HNSEG_DEVICE",
     "tta": "HNSEG_TTA",
     "tile_step": "HNSEG_TILE_STEP",
-    "trusted_manifest": "HNSEG_TRUSTED_MANIFEST",
 }
 
 
