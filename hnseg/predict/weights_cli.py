@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from pathlib import Path
 
 from hnseg.errors import WeightsError
@@ -45,9 +46,11 @@ def configure_parser(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from hnseg.predict.engine import build_network
-    from hnseg.settings import build_settings
+    from hnseg.settings import ENV, build_settings
 
-    trusted = build_settings({"trusted_manifest": args.trusted_manifest}).predict.trusted_manifest
+    var = ENV["trusted_manifest"]  # only this variable: verify has no other run settings
+    trusted = build_settings({"trusted_manifest": args.trusted_manifest},
+                             environ={var: os.environ.get(var, "")}).predict.trusted_manifest
     for root in args.folders:
         for folder in weights_folders(root):
             loaded = load_weights(folder, trusted=trusted)
