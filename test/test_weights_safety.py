@@ -455,3 +455,15 @@ def test_export_writes_only_slim_weights_only_checkpoints(tmp_path):
     assert all(type(a) is int for a in got["inference_allowed_mirroring_axes"])
     assert all(torch.equal(got["network_weights"][k], ck["network_weights"][k]) for k in ck["network_weights"])
     assert list(load_weights(out).checkpoints) == [0]
+
+
+def test_pretrained_start_never_unpickles_code(payload):
+    """``hnseg train --pretrained CHECKPOINT`` reads someone else's checkpoint too: a payload is a named
+    error, and the marker it would create never appears; a slim shipped checkpoint still loads."""
+    from hnseg.training.pretrained import PretrainedWeightsError, _load_without_code
+
+    w, marker = payload
+    with pytest.raises(PretrainedWeightsError, match="loadable without running code"):
+        _load_without_code(w / CKPT)
+    assert not marker.exists()
+    assert set(_load_without_code(WEIGHTS / "hntsmrg-task1" / CKPT)) >= {"network_weights", "trainer_name"}
