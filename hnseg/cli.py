@@ -32,7 +32,7 @@ SUBCOMMANDS = {
     "evaluate": ("hnseg.evaluation.cli", "HNTS-MRG DSCagg/HD95, SegRap Dice + NSD, T-stage AUC of predictions vs ground truth"),
     "phantoms": ("hnseg.phantoms.cli", "write synthetic head-and-neck MRI / CT(+MRI) phantoms"),
     "train": ("hnseg.training.cli", "convert a release, train nnU-Net folds, export weights"),
-    "weights": ("hnseg.predict.weights_cli", "verify weights folders (sha256 manifest)"),
+    "weights": ("hnseg.predict.weights_cli", "verify weights folders (pinned / sha256 manifest, checkpoints loadable without running code)"),
     "compare": ("hnseg.evaluation.compare_cli", "compare an output folder with an expected one (test.sh)"),
 }
 

@@ -14,6 +14,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", dest="weights_dir", type=Path,
                    help="weights folder, or a folder of <task>/ weights ($HNSEG_WEIGHTS); "
                         "then /opt/ml/model/<task>, then the baked weights/<task>")
+    p.add_argument("--trusted-manifest", dest="trusted_manifest", metavar="SHA256[,SHA256…]",
+                   help="refuse weights whose hnseg_weights.json has another sha256 ($HNSEG_TRUSTED_MANIFEST)")
     p.add_argument("--model-dir", dest="model_dir", type=Path, help="grand-challenge model folder (default /opt/ml/model)")
     p.add_argument("--task", help="task name; default: chosen from the input sockets ($HNSEG_TASK)")
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], help="default auto ($HNSEG_DEVICE)")

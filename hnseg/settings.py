@@ -6,14 +6,17 @@ Precedence: command-line flag > environment variable (``HNSEG_*``) > default.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hnseg.errors import SettingsError
 
 REPO_WEIGHTS = Path(__file__).resolve().parent.parent / "weights"
+
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 
 TtaMode = Literal["default", "lr", "off"]
 DeviceName = Literal["auto", "cuda", "cpu"]
@@ -38,6 +41,22 @@ class PredictSettings(BaseModel):
     prior_overlap_rule: bool | None = Field(
         default=None, description="task-2 winner's rule; None = what the weights metadata says"
     )
+    trusted_manifest: tuple[str, ...] | None = Field(
+        default=None, description="pinned sha256 values of the weights folder's hnseg_weights.json; a folder "
+        "whose metadata hashes to none of them is refused before any checkpoint is opened",
+    )
+
+    @field_validator("trusted_manifest", mode="before")
+    @classmethod
+    def _sha256_list(cls, v):
+        if v is None:
+            return None
+        parts = [p.strip().lower() for p in (v.split(",") if isinstance(v, str) else v)]
+        bad = [p for p in parts if not SHA256_HEX.fullmatch(p)]
+        if bad or not parts:
+            raise ValueError(f"--trusted-manifest / HNSEG_TRUSTED_MANIFEST: expected sha256 values (64 hex "
+                             f"characters each, comma-separated), found {bad or v!r}")
+        return tuple(parts)
 
 
 class RunSettings(BaseModel):
@@ -63,6 +82,7 @@ ENV = {
     "output_dir": "HNSEG_OUTPUT",
     "model_dir": "HNSEG_MODEL_DIR",
     "weights_dir": "HNSEG_WEIGHTS",
+    "trusted_manifest": "HNSEG_TRUSTED_MANIFEST",
     "task": "HNSEG_TASK",
     "device": "HNSEG_DEVICE",
     "tta": "HNSEG_TTA",
@@ -92,7 +112,7 @@ def build_settings(flags: dict, environ: dict[str, str] | None = None) -> RunSet
     for key in ("folds", "prior_margin", "prior_overlap_rule"):
         if flags.get(key) is not None:
             merged[key] = flags[key]
-    predict_keys = {"device", "tta", "tile_step", "folds", "prior_margin", "prior_overlap_rule"}
+    predict_keys = {"device", "tta", "tile_step", "folds", "prior_margin", "prior_overlap_rule", "trusted_manifest"}
     try:
         predict = PredictSettings(
             **{

@@ -153,7 +153,11 @@ def test_t_stage_output_model():
 
 # --- input validation ---------------------------------------------------------------------------------
 def ct(size=(20, 18, 10), spacing=(1.0, 1.0, 3.0), origin=(0.0, 0.0, 0.0), value=None, dtype=np.int16):
-    a = np.random.default_rng(1).integers(-200, 200, size[::-1]).astype(dtype) if value is None else value
+    if value is None:  # soft tissue, and air (-1000 HU) in the first rows, as every head-and-neck CT has
+        a = np.random.default_rng(1).integers(-200, 200, size[::-1]).astype(dtype)
+        a[:, :2, :] = -1000
+    else:
+        a = value
     img = sitk.GetImageFromArray(a)
     img.SetSpacing(spacing)
     img.SetOrigin(origin)

@@ -1,7 +1,8 @@
 """Issue 5, DICOM outputs: a phantom written as a DICOM series (axial, coronal, flipped rows) →
 ``hnseg batch`` → DICOM SEG + RTSTRUCT beside the NIfTI mask. Each is read back and rasterised onto
 the series: Dice ≥ 0.95 against the NIfTI mask of the same run (measured: identical voxels), and both
-reference the source series' SOPInstanceUIDs and FrameOfReferenceUID.
+reference the source series' SOPInstanceUIDs and FrameOfReferenceUID. The batch run is conftest's
+session fixture ``dicom_batch`` (shared with test_dicom_conformance.py).
 
 The RTSTRUCT check rasterises the contours a second way, independent of hnseg's own slice-frame
 arithmetic: through SimpleITK's physical-point → index mapping of the NIfTI output's grid.
@@ -19,18 +20,14 @@ import pytest
 import SimpleITK as sitk
 from skimage.draw import polygon as fill_polygon
 
-from hnseg.cli import main
 from hnseg.errors import OutputFormatError
 from hnseg.io.dicom_masks import read_rtstruct_masks, read_seg_masks
-from hnseg.phantoms import make_mri_case
 from hnseg.phantoms.dicom import write_dicom_series
 from hnseg.tasks.hntsmrg import PRE_T2
 from hnseg.write.dicom_seg import write_dicom_seg
 from hnseg.write.dicom_source import load_source_series
 from hnseg.write.rtstruct import build_rtstruct, slice_contours
 
-REPO = Path(__file__).resolve().parents[1]
-WEIGHTS = REPO / "weights" / "hntsmrg-task1"
 OUT_SLUG = "mri-head-neck-segmentation"
 ORIENTATIONS = ("axial", "coronal", "flipped-rows")
 STRUCTURES = {"GTVp": 1, "GTVn": 2}
@@ -38,20 +35,6 @@ STRUCTURES = {"GTVp": 1, "GTVn": 2}
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * float((a & b).sum()) / float(a.sum() + b.sum()) if a.any() or b.any() else 1.0
-
-
-@pytest.fixture(scope="module")
-def dicom_batch(tmp_path_factory) -> tuple[Path, Path]:
-    root = tmp_path_factory.mktemp("dicom_out")
-    t2 = sitk.Cast(sitk.Round(make_mri_case(5300, "d", size=(96, 96, 40), spacing=(2.0, 2.0, 3.0)).pre_t2),
-                   sitk.sitkInt16)
-    for o in ORIENTATIONS:
-        write_dicom_series(t2, root / "in" / o / PRE_T2, "MR", orientation=o, series_description=f"T2 {o}",
-                           uids={"seed": f"dicom-out-{o}"})
-    rc = main(["batch", "-i", str(root / "in"), "-o", str(root / "out"), "--task", "hntsmrg-task1",
-               "--weights", str(WEIGHTS), "--device", "cpu", "--tta", "off", "--folds", "0", "--no-qa"])
-    assert rc == 0
-    return root / "in", root / "out"
 
 
 def _nifti_masks(out: Path, case: str) -> tuple[sitk.Image, dict[str, np.ndarray]]:
@@ -143,7 +126,8 @@ def test_seg_and_rtstruct_reference_the_source_series(dicom_batch, orientation):
 
 def test_holes_and_islands_survive_the_contours(tmp_path):
     """A ring (hole) with an island inside, an empty structure, a one-pixel structure: the RTSTRUCT
-    rasterised back is voxel-exact, the empty ROI is listed without contours, SEG keeps its segment."""
+    rasterised back is voxel-exact, the empty ROI is listed without contours, SEG keeps its segment.
+    (Names of coded structures: the writers refuse a structure without a standard code.)"""
     img = sitk.Image(32, 32, 6, sitk.sitkInt16)
     img.SetSpacing((1.0, 1.5, 2.0))
     write_dicom_series(img, tmp_path / "s", "CT", orientation="coronal", uids={"seed": "holes"})
@@ -155,17 +139,17 @@ def test_holes_and_islands_survive_the_contours(tmp_path):
     ring[0] = False
     dot = np.zeros(source.shape, bool)
     dot[1, 3, 4] = True
-    masks = [("Ring", ring), ("Empty", np.zeros(source.shape, bool)), ("Dot", dot)]
+    masks = [("Parotid_L", ring), ("Eye_R", np.zeros(source.shape, bool)), ("GTVp", dot)]
     assert len(slice_contours(ring[2])) == 3  # outer, hole, island
     rt = build_rtstruct(masks, source)
     rt.save_as(tmp_path / "rt.dcm", enforce_file_format=True)
     back = read_rtstruct_masks(tmp_path / "rt.dcm", source)
-    assert np.array_equal(back["Ring"], ring) and np.array_equal(back["Dot"], dot) and not back["Empty"].any()
+    assert np.array_equal(back["Parotid_L"], ring) and np.array_equal(back["GTVp"], dot) and not back["Eye_R"].any()
     assert "ContourSequence" not in rt.ROIContourSequence[1]
     write_dicom_seg(masks, source, tmp_path / "seg.dcm")
     seg = read_seg_masks(tmp_path / "seg.dcm", source)
-    assert list(seg) == ["Ring", "Empty", "Dot"] and not seg["Empty"].any()
-    assert np.array_equal(seg["Ring"], ring) and np.array_equal(seg["Dot"], dot)
+    assert list(seg) == ["Parotid_L", "Eye_R", "GTVp"] and not seg["Eye_R"].any()
+    assert np.array_equal(seg["Parotid_L"], ring) and np.array_equal(seg["GTVp"], dot)
 
 
 def test_mask_off_the_series_grid_is_refused(tmp_path):

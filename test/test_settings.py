@@ -62,6 +62,7 @@ def test_env_var_names():
         "input_dir": "HNSEG_INPUT", "output_dir": "HNSEG_OUTPUT", "model_dir": "HNSEG_MODEL_DIR",
         "weights_dir": "HNSEG_WEIGHTS", "task": "HNSEG_TASK", "device": "HNSEG_DEVICE",
         "tta": "HNSEG_TTA", "tile_step": "HNSEG_TILE_STEP", "force": "HNSEG_FORCE",
+        "trusted_manifest": "HNSEG_TRUSTED_MANIFEST",
     }
 
 

@@ -122,7 +122,7 @@ def test_unreadable_weights_folder_is_a_named_error_not_a_traceback(monkeypatch,
         locate("hntsmrg-task2", [tmp_path])
     monkeypatch.undo()
     (tmp_path / METADATA_FILE).write_text("{}")
-    monkeypatch.setattr(Path, "read_text", denied)
+    monkeypatch.setattr(Path, "read_bytes", denied)
     with pytest.raises(WeightsError, match=r"cannot be read \(Permission denied\)"):
         read_metadata(tmp_path)
 

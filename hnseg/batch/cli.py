@@ -33,6 +33,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tta", choices=["default", "lr", "off"], help="mirror TTA (default: checkpoint's axes)")
     p.add_argument("--tile-step", dest="tile_step", type=float, help="sliding-window step, fraction of patch (0.5)")
     p.add_argument("--folds", help="comma-separated folds to use (default: all in the weights)")
+    p.add_argument("--trusted-manifest", dest="trusted_manifest", metavar="SHA256[,SHA256…]",
+                   help="refuse weights whose hnseg_weights.json has another sha256 ($HNSEG_TRUSTED_MANIFEST)")
     p.add_argument("--shard", help="i/N: run only the i-th (1-based) of N deterministic shards of the cases")
     p.add_argument("--no-qa", dest="no_qa", action="store_true",
                    help="do not draw OUT/<case_id>/qa.png (one row per structure: axial, coronal, sagittal)")
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from hnseg.settings import build_settings
     from hnseg.tasks import get_task
 
-    keys = ("weights_dir", "model_dir", "task", "device", "tta", "tile_step", "folds")
+    keys = ("weights_dir", "model_dir", "task", "device", "tta", "tile_step", "folds", "trusted_manifest")
     settings = build_settings({k: getattr(args, k, None) for k in keys})
     if not settings.task:
         raise SettingsError("batch: expected --task (or $HNSEG_TASK) naming one task, found none")

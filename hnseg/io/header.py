@@ -113,7 +113,7 @@ def check_data_files(path: Path, label: str, root: str | os.PathLike | None) -> 
     """Refuse a header whose voxel data lies outside ``root`` (default: the header's own folder) or is
     not a regular file. Returns the MetaImage header (None for other formats)."""
     name = path.name.lower()
-    base = Path(root) if root is not None else path.parent
+    base = root if root is not None else path.parent
     header = None
     if name.endswith((".mha", ".mhd")):
         header = read_meta_header(path)

@@ -29,12 +29,22 @@ def is_inside(path: str | os.PathLike, root: str | os.PathLike) -> bool:
     return p == r or r in p.parents
 
 
-def check_inside(path: str | os.PathLike, root: str | os.PathLike | None, label: str) -> Path:
-    """``path`` resolved; refused when it leads out of ``root`` (``None``: no containment rule)."""
+Roots = str | os.PathLike | tuple | list | None
+
+
+def _roots(root: Roots) -> list:
+    return [] if root is None else list(root) if isinstance(root, (tuple, list)) else [root]
+
+
+def check_inside(path: str | os.PathLike, root: Roots, label: str) -> Path:
+    """``path`` resolved; refused when it leads out of ``root`` (or out of every one of several roots;
+    ``None``: no containment rule)."""
     target = real(path)
-    if root is not None and not is_inside(target, root):
+    roots = _roots(root)
+    if roots and not any(is_inside(target, r) for r in roots):
         via = f" (through a symbolic link to {target})" if target != Path(os.path.abspath(path)) else ""
-        raise UnsafePathError(f"{label}: expected a path inside the input folder {root}, found {path}{via}")
+        shown = " or ".join(str(r) for r in roots)
+        raise UnsafePathError(f"{label}: expected a path inside the input folder {shown}, found {path}{via}")
     return target
 
 
@@ -42,7 +52,7 @@ def file_kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
-def check_regular_file(path: str | os.PathLike, root: str | os.PathLike | None, label: str,
+def check_regular_file(path: str | os.PathLike, root: Roots, label: str,
                        allow_folder: bool = False) -> Path:
     """``path`` must resolve inside ``root`` to a regular file (or a folder when ``allow_folder``:
     a DICOM series). Returns the resolved path."""

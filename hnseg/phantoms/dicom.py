@@ -1,5 +1,6 @@
-"""Writing a volume as a DICOM CT / MR image series with SimpleITK (SimpleITK's "Dicom Series From
-Array" example), for tests and demos of the DICOM input of ``hnseg batch``.
+"""Writing a volume as a DICOM CT / MR image series (pydicom, one single-frame file per slice, every
+type 1 / 2 attribute of the CT / MR Image IOD present), for tests and demos of the DICOM input of
+``hnseg batch``.
 
 ``orientation`` stores the same physical volume in three ways (world coordinates of every voxel
 unchanged; ``sitk.PermuteAxes`` / ``sitk.Flip`` keep the physical geometry):
@@ -21,8 +22,9 @@ from typing import Literal
 
 import numpy as np
 import SimpleITK as sitk
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian
 
-from hnseg.io.dicom import keeps_locale
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,31 @@ def _resolve_uids(uids: dict | None, modality: str, series_description: str) -> 
     return out
 
 
-@keeps_locale
+# The modules of the CT / MR Image IODs (PS3.3 A.3, A.4) beyond geometry and pixels, with values a
+# scanner would write: dciodvfy finds no Error in the slices (test_dicom_conformance.py).
+COMMON_TAGS = {
+    "SpecificCharacterSet": "ISO_IR 192", "StudyDate": "20240101", "StudyTime": "120000", "SeriesDate": "20240101",
+    "SeriesTime": "120000", "ContentDate": "20240101", "ContentTime": "120000", "AccessionNumber": "",
+    "ReferringPhysicianName": "", "PatientName": "PHANTOM^HNSEG", "PatientBirthDate": "", "PatientSex": "O",
+    "StudyID": "1", "SeriesNumber": 1, "PatientPosition": "HFS", "BodyPartExamined": "HEADNECK",
+    "PositionReferenceIndicator": "", "Manufacturer": "hnseg phantom", "AcquisitionNumber": 1,
+    "SamplesPerPixel": 1, "PhotometricInterpretation": "MONOCHROME2", "BitsAllocated": 16, "BitsStored": 16,
+    "HighBit": 15,
+}
+MODALITY_TAGS = {
+    "CT": {"KVP": "120", "RescaleIntercept": "0", "RescaleSlope": "1", "RescaleType": "HU"},
+    "MR": {"ScanningSequence": "SE", "SequenceVariant": "SK", "ScanOptions": "", "MRAcquisitionType": "2D",
+           "RepetitionTime": "4000", "EchoTime": "100", "EchoTrainLength": "16", "MagneticFieldStrength": "3"},
+}
+
+
+def image_type(modality: str, orientation: Orientation) -> list[str]:
+    """ImageType (0008,0008): value 3 is AXIAL for CT slices (a coronal CT is a reformat), OTHER for MR."""
+    if modality == "MR":
+        return ["ORIGINAL", "PRIMARY", "OTHER"]
+    return ["DERIVED", "SECONDARY", "REFORMATTED"] if orientation == "coronal" else ["ORIGINAL", "PRIMARY", "AXIAL"]
+
+
 def write_dicom_series(image: sitk.Image, folder: Path, modality: Literal["CT", "MR"], *,
                        orientation: Orientation = "axial", series_description: str = "",
                        uids: dict | None = None) -> dict:
@@ -94,32 +120,42 @@ def write_dicom_series(image: sitk.Image, folder: Path, modality: Literal["CT", 
     row, col = d[:, 0], d[:, 1]
     normal = np.cross(row, col)
     sx, sy, sz = vol.GetSpacing()
-    series_tags = [
-        ("0008|0016", SOP_CLASS[modality]), ("0008|0060", modality), ("0008|103e", series_description),
-        ("0008|0020", "20240101"), ("0008|0030", "120000"), ("0008|0021", "20240101"), ("0008|0031", "120000"),
-        ("0010|0010", "PHANTOM^HNSEG"), ("0010|0020", ids["seed"][:64]),
-        ("0020|000d", ids["study"]), ("0020|000e", ids["series"]), ("0020|0052", ids["frame_of_reference"]),
-        ("0020|0011", "1"), ("0020|0037", "\\".join(_ds(v) for v in (*row, *col))),
-        ("0028|0030", f"{_ds(sy)}\\{_ds(sx)}"), ("0018|0050", _ds(sz)),
-    ]
-    if modality == "CT":
-        series_tags += [("0028|1052", "0"), ("0028|1053", "1"), ("0028|1054", "HU")]
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
+    pixels = sitk.GetArrayFromImage(vol)  # (slices, rows, columns)
+    # pydicom, not SimpleITK's writer: GDCM writes SpacingBetweenSlices 1 for every 2D slice it writes.
+    series = Dataset()
+    for key, value in {**COMMON_TAGS, **MODALITY_TAGS[modality]}.items():
+        setattr(series, key, value)
+    series.SOPClassUID = SOP_CLASS[modality]
+    series.Modality = modality
+    series.SeriesDescription = series_description
+    series.PatientID = ids["seed"][:64]
+    series.StudyInstanceUID, series.SeriesInstanceUID = ids["study"], ids["series"]
+    series.FrameOfReferenceUID = ids["frame_of_reference"]
+    series.ImageType = image_type(modality, orientation)
+    series.ImageOrientationPatient = [_ds(v) for v in (*row, *col)]
+    series.PixelSpacing = [_ds(sy), _ds(sx)]  # (row spacing, column spacing)
+    series.SliceThickness = _ds(sz)
+    if modality == "MR":
+        series.SpacingBetweenSlices = _ds(sz)  # MR Image module (type 3); the CT Image module has no such tag
+    series.Rows, series.Columns = int(pixels.shape[1]), int(pixels.shape[2])
+    series.PixelRepresentation = 1 if pixels.dtype == np.int16 else 0
     sops, files = [], []
-    for k in range(vol.GetSize()[2]):
+    for k in range(pixels.shape[0]):
         sop = deterministic_uid(f"{ids['seed']}/{ids['series']}/{k}")
         position = np.array(vol.TransformIndexToPhysicalPoint((0, 0, k)))
-        s = vol[:, :, k]
-        for key, value in series_tags:
-            s.SetMetaData(key, value)
-        s.SetMetaData("0008|0018", sop)
-        s.SetMetaData("0020|0013", str(k + 1))
-        s.SetMetaData("0020|0032", "\\".join(_ds(v) for v in position))
-        s.SetMetaData("0020|1041", _ds(float(position @ normal)))
+        ds = Dataset()
+        ds.update(series)
+        ds.SOPInstanceUID = sop
+        ds.InstanceNumber = k + 1
+        ds.ImagePositionPatient = [_ds(v) for v in position]
+        ds.SliceLocation = _ds(float(position @ normal))
+        ds.PixelData = np.ascontiguousarray(pixels[k]).astype(pixels.dtype.newbyteorder("<")).tobytes()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+        ds.file_meta.MediaStorageSOPInstanceUID = sop
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         path = folder / f"slice_{k:04d}.dcm"
-        writer.SetFileName(str(path))
-        writer.Execute(s)
+        ds.save_as(path, enforce_file_format=True)
         sops.append(sop)
         files.append(path)
     log.debug("wrote %d %s slices (%s) to %s", len(files), modality, orientation, folder)

@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from hnseg.tasks.codes import StructureCode, structure_code
 from hnseg.tasks.plausibility import DEFAULT_INTENSITY_RULES, ImageLimits, IntensityRule
 
 
@@ -224,6 +225,12 @@ class TaskProfile(_Frozen):
     @property
     def structures(self) -> tuple[str, ...]:
         return tuple(lab.name for lab in self.labels)
+
+    @property
+    def structure_codes(self) -> dict[str, StructureCode | None]:
+        """Structure → its SEG / RTSTRUCT codes (``hnseg.tasks.codes``; None where the table has none:
+        every registered task has all, test_dicom_conformance checks), in label order."""
+        return {n: structure_code(n) for n in self.structures}
 
     @property
     def prior_channel(self) -> ChannelSpec | None:

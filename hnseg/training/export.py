@@ -3,7 +3,9 @@
 Checkpoints are slimmed to what inference needs (network weights, trainer name, configuration,
 mirror axes): they load with ``torch.load(weights_only=True)`` and are half the size. With
 ``weights_dtype="float16"`` the floating-point weights are stored in half precision (half again);
-``load_state_dict`` casts them back into the float32 network at inference.
+``load_state_dict`` casts them back into the float32 network at inference. The written folder is
+loaded back the way inference loads it (``weights.load_weights``: weights_only, exact slim keys)
+before it replaces ``out_dir``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from hnseg.io.write import temp_folder
-from hnseg.predict.weights import METADATA_FILE, MODEL_DIR, NnunetInfo, WeightsMetadata, manifest
+from hnseg.predict.weights import METADATA_FILE, MODEL_DIR, NnunetInfo, WeightsMetadata, load_weights, manifest
 from hnseg.preprocess.channels import channels_for
 from hnseg.preprocess.priors import PriorSpec
 from hnseg.tasks import TaskProfile
@@ -89,13 +91,16 @@ def export_weights(
         shutil.copy2(results_dir / "dataset.json", model / "dataset.json")
         ckpt_trainer = _inference_trainer_name(trainer)
         for f in folds:
+            # this machine's own training output: nnU-Net's full checkpoints (optimizer state, numpy
+            # logging) need weights_only=False; what is written below is slim and weights_only-loadable
             ck = torch.load(results_dir / f"fold_{f}" / "checkpoint_final.pth", map_location="cpu",
                             weights_only=False)
-            slim = {
+            axes = ck.get("inference_allowed_mirroring_axes")
+            slim = {  # only plain str / int / tuple / tensors: weights_only-loadable (checked below)
                 "network_weights": _cast_weights(ck["network_weights"], getattr(torch, weights_dtype)),
-                "trainer_name": ckpt_trainer,
-                "init_args": {"configuration": configuration},
-                "inference_allowed_mirroring_axes": ck.get("inference_allowed_mirroring_axes"),
+                "trainer_name": str(ckpt_trainer),
+                "init_args": {"configuration": str(configuration)},
+                "inference_allowed_mirroring_axes": None if axes is None else tuple(int(a) for a in axes),
             }
             (model / f"fold_{f}").mkdir()
             torch.save(slim, model / f"fold_{f}" / "checkpoint_final.pth")
@@ -114,6 +119,7 @@ def export_weights(
             files=manifest(tmp),
         )
         (tmp / METADATA_FILE).write_text(meta.model_dump_json(indent=2) + "\n")
+        load_weights(tmp)  # what inference will load: refuses a checkpoint weights_only cannot read
         if out_dir.exists():
             old = out_dir.with_name(f".{out_dir.name}.old")
             shutil.rmtree(old, ignore_errors=True)

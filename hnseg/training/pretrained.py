@@ -34,13 +34,31 @@ def _candidates(key: str) -> list[str]:
     return [key, bare, "seg." + bare]
 
 
+def _load_without_code(checkpoint: Path) -> object:
+    """``torch.load(weights_only=True)``, plus the numpy scalar and dtype globals that nnU-Net's full
+    training checkpoints hold in their logs: a checkpoint someone else made runs no code here either."""
+    import pickle
+
+    import numpy as np
+
+    scalar_types = [type(np.dtype(t)) for t in (np.float16, np.float32, np.float64, np.int32, np.int64, np.bool_)]
+    allowed = [np.dtype, np._core.multiarray.scalar, *scalar_types]
+    try:
+        with torch.serialization.safe_globals(allowed):
+            return torch.load(checkpoint, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        reason = str(exc).split("\n")[0][:300]
+        raise PretrainedWeightsError(f"{checkpoint}: expected a checkpoint loadable without running code "
+                                     f"(torch.load weights_only=True), found: {reason}") from None
+
+
 def load_pretrained(network: nn.Module, checkpoint: Path) -> dict:
     """Copy the checkpoint's ``network_weights`` into ``network`` (in place, cast to the network's
     dtypes). Returns a record: path, sha256, transferred / kept-own key counts."""
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise PretrainedWeightsError(f"pretrained checkpoint {checkpoint} not found")
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    saved = _load_without_code(checkpoint)
     weights = saved.get("network_weights") if isinstance(saved, dict) else None
     if not isinstance(weights, dict):
         raise PretrainedWeightsError(f"{checkpoint} has no 'network_weights' (not an nnU-Net checkpoint)")

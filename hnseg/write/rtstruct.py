@@ -12,8 +12,9 @@ ImageOrientationPatient, so coronal or flipped series come out right — tested)
 - Pixel (row r, column c) of slice k lies at IPP_k + c·Δcol·row_cosine + r·Δrow·column_cosine.
 - References: each contour names its slice's SOPInstanceUID; the structure set lists every slice of
   the series under its FrameOfReferenceUID / StudyInstanceUID / SeriesInstanceUID.
-- RT ROI Interpreted Type: GTV… → GTV, CTV… → CTV, other structures → ORGAN. An empty structure
-  is an ROI without contours (listed, so ROI numbers follow the task's structure order).
+- RT ROI Interpreted Type (ORGAN / GTV / CTV) from the structure's entry in ``hnseg.tasks.codes``,
+  the table the SEG codes come from. An empty structure is an ROI without contours (listed, so ROI
+  numbers follow the task's structure order).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from skimage.measure import approximate_polygon, find_contours
 import hnseg
 from hnseg.io.write import write_dicom_atomic
 from hnseg.write.dicom_seg import check_masks
-from hnseg.write.dicom_source import SourceSeries, is_target
+from hnseg.write.dicom_source import SourceSeries, display_colour, structure_codes
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +40,7 @@ RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
 STUDY_COMPONENT_SOP_CLASS = "1.2.840.10008.3.1.2.3.1"  # Detached Study Management (retired; customary)
 PATIENT_STUDY_KEYS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID",
                       "StudyDate", "StudyTime", "StudyID", "AccessionNumber", "ReferringPhysicianName")
-COLOURS = ((230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
-           (70, 240, 240), (240, 50, 230))
 SIMPLIFY_PX = 0.05
-
-
-def interpreted_type(name: str) -> str:
-    upper = name.upper()
-    if not is_target(name):
-        return "ORGAN"
-    return "GTV" if upper.startswith("GTV") else "CTV" if upper.startswith("CTV") else "PTV"
 
 
 def slice_contours(mask2d: np.ndarray) -> list[np.ndarray]:
@@ -102,7 +94,7 @@ def _referenced_frame(source: SourceSeries) -> Dataset:
 def _roi_contours(number: int, mask: np.ndarray, source: SourceSeries) -> tuple[Dataset, int]:
     item = Dataset()
     item.ReferencedROINumber = number
-    item.ROIDisplayColor = list(COLOURS[(number - 1) % len(COLOURS)])
+    item.ROIDisplayColor = list(display_colour(number))
     contours = []
     for k in np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1)):
         frame = source.slice_frame(int(k))
@@ -121,6 +113,7 @@ def _roi_contours(number: int, mask: np.ndarray, source: SourceSeries) -> tuple[
 def build_rtstruct(masks: list[tuple[str, np.ndarray]], source: SourceSeries, *,
                    series_description: str = "hnseg structures", series_number: int = 902) -> Dataset:
     check_masks(masks, source, "RTSTRUCT")
+    codes = structure_codes([n for n, _ in masks], "RTSTRUCT")
     now = dt.datetime.now()
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
@@ -143,12 +136,13 @@ def build_rtstruct(masks: list[tuple[str, np.ndarray]], source: SourceSeries, *,
     ds.SoftwareVersions = hnseg.__version__
     ds.OperatorsName = ""
     ds.FrameOfReferenceUID = source.frame_of_reference_uid
+    ds.PositionReferenceIndicator = source.first.get("PositionReferenceIndicator", "")  # type 2
     ds.StructureSetLabel = "hnseg"
     ds.StructureSetName = "hnseg auto-segmentation"
     ds.StructureSetDate, ds.StructureSetTime = ds.InstanceCreationDate, ds.InstanceCreationTime
     ds.ReferencedFrameOfReferenceSequence = Sequence([_referenced_frame(source)])
     rois, contours, observations = [], [], []
-    for number, (name, mask) in enumerate(masks, start=1):
+    for number, ((name, mask), code) in enumerate(zip(masks, codes), start=1):
         roi = Dataset()
         roi.ROINumber = number
         roi.ReferencedFrameOfReferenceUID = source.frame_of_reference_uid
@@ -161,7 +155,7 @@ def build_rtstruct(masks: list[tuple[str, np.ndarray]], source: SourceSeries, *,
         obs.ObservationNumber = number
         obs.ReferencedROINumber = number
         obs.ROIObservationLabel = name
-        obs.RTROIInterpretedType = interpreted_type(name)
+        obs.RTROIInterpretedType = code.rt_roi_type
         obs.ROIInterpreter = ""
         observations.append(obs)
         log.debug("RTSTRUCT ROI %d %s: %d contours", number, name, n)
