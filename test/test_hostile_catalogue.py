@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import fnmatch
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -134,6 +135,7 @@ def test_hostile_case(case: Case, hostile_runs: Prefetcher, hostile_summary: Hos
     hostile_summary.record(case.id, case.cls, ex.outcome.wall_s, ex.outcome.peak_mb)
     check(ex)
     hostile_summary.passed(case.id)
+    shutil.rmtree(ex.root, ignore_errors=True)  # kept only when the case failed (weights copies, bombs)
 
 
 def test_catalogue_table_is_complete():
