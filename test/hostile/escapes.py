@@ -142,3 +142,36 @@ def relative_path_dotdot(root: Path) -> Setup:
 def relative_path_absolute(root: Path) -> Setup:
     return _relative_path_case(root, str(root / "outside"))
 
+
+
+def symlink_loop(root: Path) -> Setup:
+    in_dir = root / "in"
+    folder = socket_dir(in_dir, PRE_T2)
+    (folder / "x.mha").symlink_to("y.mha")
+    (folder / "y.mha").symlink_to("x.mha")
+    inputs_json(in_dir, [PRE_T2])
+    return _predict(root, in_dir, mention=("x.mha",))
+
+
+def batch_dicom_folder_fifo(root: Path) -> Setup:
+    """Case p2 is a DICOM series folder whose slices include a FIFO (reading it would block forever)."""
+    from hnseg.phantoms.dicom import write_dicom_series
+
+    in_dir = root / "in"
+    batch_folder(in_dir / "p1")
+    series = in_dir / "p2" / PRE_T2
+    write_dicom_series(sitk.Cast(sitk.Round(mri()), sitk.sitkInt16), series, "MR", uids={"seed": "hostile-fifo"})
+    os.mkfifo(series / "slice_9999.dcm")
+    out = root / "out"
+    return Setup(batch_args(out, in_dir=in_dir), out=out, batch_ok=("p1",), batch_failed=("p2",),
+                 mention=("slice_9999.dcm",))
+
+
+def manifest_path_dev_zero(root: Path) -> Setup:
+    """Manifest inputs may lie anywhere, but not on a device."""
+    batch_folder(root / "src" / "p1")
+    manifest = root / "cases.csv"
+    manifest.write_text(f"case_id,{PRE_T2}\np1,src/p1/{PRE_T2}.mha\np2,/dev/zero\n")
+    out = root / "out"
+    return Setup(batch_args(out, manifest=manifest), out=out, batch_ok=("p1",), batch_failed=("p2",),
+                 mention=("/dev/zero",))

@@ -195,3 +195,21 @@ def trusted_manifest_wrong_verify(root: Path) -> Setup:
     w = weights_copy(root)
     return Setup([str(w), "--trusted-manifest", WRONG_SHA])
 
+
+
+def metadata_symlink(root: Path) -> Setup:
+    """hnseg_weights.json is a symlink to a (valid) metadata file outside the folder."""
+    w = weights_copy(root)
+    outside = root / "elsewhere.json"
+    os.replace(w / "hnseg_weights.json", outside)
+    (w / "hnseg_weights.json").symlink_to(outside)
+    return _predict(root, w)
+
+
+def model_folder_symlink(root: Path) -> Setup:
+    """model/ is a symlink to a folder outside (its files hash as listed)."""
+    w = weights_copy(root)
+    outside = root / "elsewhere-model"
+    os.replace(w / "model", outside)
+    (w / "model").symlink_to(outside, target_is_directory=True)
+    return _predict(root, w)
