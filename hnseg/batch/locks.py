@@ -166,8 +166,9 @@ class RunLock:
                 _try_lock(self.fd, True, RUN_BYTE, self.path)  # downgrade in place (POSIX: atomic)
             return
         if self.shard is None or not _try_lock(self.fd, True, RUN_BYTE, self.path):
+            note = " (only shards of one plan share a folder)" if self.shard else ""
             raise BatchLockError(f"output folder {self.output_dir} is in use by {self._holder()}; wait for it "
-                                 f"or use another folder{' (only shards of one plan share a folder)' if self.shard else ''}")
+                                 f"or use another folder{note}")
         found = self._read_plan()
         if found != self.plan:
             _unlock(self.fd, RUN_BYTE)

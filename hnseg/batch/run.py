@@ -89,7 +89,8 @@ def _reason(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def output_errors(what: str, path: Path, kinds: tuple[type[Exception], ...] = (OSError, RuntimeError)) -> Iterator[None]:
+def output_errors(what: str, path: Path,
+                  kinds: tuple[type[Exception], ...] = (OSError, RuntimeError)) -> Iterator[None]:
     """A writer's OSError (ENOSPC, EFBIG, EACCES …) or SimpleITK's RuntimeError → ``OutputWriteError``.
     (hnseg.io.write's writers raise it themselves once they check every write; this covers the rest.)"""
     try:
@@ -463,10 +464,13 @@ class BatchRunner:
             log.error("interrupted by %s with no case in progress", exc.signal_name)
         else:
             source, t0 = current
-            with CaseLock(self.output_dir, source.case_id) as lock:  # run_case removed its own; a leftover
-                if lock.acquire():                                      # only with the lock (not another's)
-                    for stale in temp_folders(self.output_dir, source.case_id):
-                        shutil.rmtree(stale, ignore_errors=True)
+            try:  # run_case removed its own temp folder; a leftover only under the lock (never another's)
+                with CaseLock(self.output_dir, source.case_id) as lock:
+                    if lock.acquire():
+                        for stale in temp_folders(self.output_dir, source.case_id):
+                            shutil.rmtree(stale, ignore_errors=True)
+            except OutputWriteError as err:  # the stop request stays the exit reason
+                log.warning("%s: its temp folder could not be checked: %s", source.case_id, err)
             results[source.case_id] = CaseResult(
                 case=source.case_id, status="interrupted", error_class=type(exc).__name__,
                 error_message=f"{exc.signal_name} received during the case; its outputs were removed "
