@@ -39,6 +39,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trusted-manifest", dest="trusted_manifest", metavar="SHA256[,SHA256…]",
                    help="refuse weights whose hnseg_weights.json has another sha256 ($HNSEG_TRUSTED_MANIFEST)")
     p.add_argument("--shard", help="i/N: run only the i-th (1-based) of N deterministic shards of the cases")
+    p.add_argument("--force", action="store_true", default=None,
+                   help="segment images whose intensities look implausible for their modality instead of failing "
+                        "the case; the warning goes into the case's report.json ($HNSEG_FORCE=1)")
     p.add_argument("--no-qa", dest="no_qa", action="store_true",
                    help="do not draw OUT/<case_id>/qa.png (one row per structure: axial, coronal, sagittal)")
     p.add_argument("--registration-iterations", dest="registration_iterations", type=int,
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from hnseg.settings import build_settings
     from hnseg.tasks import get_task
 
-    keys = ("weights_dir", "model_dir", "task", "device", "tta", "tile_step", "folds", "trusted_manifest")
+    keys = ("weights_dir", "model_dir", "task", "device", "tta", "tile_step", "folds", "trusted_manifest", "force")
     settings = build_settings({k: getattr(args, k, None) for k in keys})
     if not settings.task:
         raise SettingsError("batch: expected --task (or $HNSEG_TASK) naming one task, found none")

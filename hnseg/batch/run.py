@@ -327,7 +327,11 @@ class BatchRunner:
         try:
             with captured_warnings() as caught, self.signals.interruptible():
                 files, registration = self._register(tmp, source.case_id, source.resolve(self.task))
-                case = self.segmenter.load(files)  # a DICOM folder: the series of its socket's modality
+                # a DICOM folder: the series of its socket's modality. Links and header data files may not
+                # lead out of the case folder (or the temp folder, for inputs registered here); manifest
+                # paths are the operator's own choice
+                roots = (source.folder, tmp) if source.folder is not None else None
+                case = self.segmenter.load(files, root=roots, force=self.settings.force)
                 t1 = time.perf_counter()
                 values = self.segmenter.segment(case)
                 t2 = time.perf_counter()
