@@ -56,7 +56,7 @@ class Segmenter:
             raise WeightsError(f"{weights_folder}: metadata says {meta.encoding.mode}, the nnU-Net "
                                f"model is {'region' if self.engine.has_regions else 'label'}-based")
 
-    def load(self, files: dict[str, Path], root: Path | None = None, force: bool = False) -> Case:
+    def load(self, files: dict[str, Path], root: Path | tuple[Path, ...] | None = None, force: bool = False) -> Case:
         return load_case(self.task, files, root=root, force=force)
 
     def segment(self, case: Case) -> dict[str, object]:

@@ -167,7 +167,7 @@ def test_batch_writes_qa_png_and_names_it(one_case, tmp_path):
     width, height = Layout(*grid_shape(len(found)), 1 + (missing > 0)).size_px
     assert rgb.shape[:2] == (height, width)
     assert len(_colour_pixels(rgb[..., :3], 0)) > 100  # GTVp's contour (red) is drawn
-    assert sorted(p.name for p in out.iterdir()) == ["batch_summary.csv", "q1"]
+    assert sorted(p.name for p in out.iterdir()) == [".hnseg-batch.lock", ".locks", "batch_summary.csv", "q1"]
 
 
 def test_batch_no_qa_omits_it(one_case, tmp_path):

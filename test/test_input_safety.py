@@ -278,3 +278,47 @@ def test_read_image_default_rule_for_data_files_is_the_header_folder(tmp_path):
     (tmp_path / "a" / "x.mhd").write_text(_mha_header("../x.raw"))
     with pytest.raises(UnsafePathError, match=r"inside the input folder .*/a"):
         read_image(tmp_path / "a" / "x.mhd")
+
+
+# --- batch: the same checks per case --------------------------------------------------------------
+def test_batch_escape_fails_that_case_and_force_is_recorded_in_the_report(tmp_path):
+    """In batch mode an unsafe or implausible case fails alone (exit 1, the others finish); with --force
+    the implausible one is segmented and its report.json carries the warning."""
+    import csv
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from hnseg.phantoms import make_mri_case
+
+    repo = Path(__file__).resolve().parents[1]
+    fast = ["--task", "hntsmrg-task1", "--weights", str(repo / "weights" / "hntsmrg-task1"), "--device", "cpu",
+            "--tta", "off", "--folds", "0", "--no-qa"]
+    inp = tmp_path / "in"
+    good = sitk.Cast(make_mri_case(7, "good", size=(64, 64, 24), spacing=(2.5, 2.5, 4.0)).pre_t2, sitk.sitkFloat32)
+    for case_id in ("good", "escape", "negative"):
+        (inp / case_id).mkdir(parents=True)
+    sitk.WriteImage(good, str(inp / "good" / f"{PRE}.nii.gz"))
+    sitk.WriteImage(good, str(tmp_path / "outside.nii.gz"))
+    os.symlink(tmp_path / "outside.nii.gz", inp / "escape" / f"{PRE}.nii.gz")
+    sitk.WriteImage(good - 5000.0, str(inp / "negative" / f"{PRE}.nii.gz"))  # every voxel strongly negative
+
+    def run(out, *extra):
+        r = subprocess.run([sys.executable, "-m", "hnseg", "batch", "-i", str(inp), "-o", str(out), *fast, *extra],
+                           capture_output=True, text=True, timeout=600)
+        with open(out / "batch_summary.csv", newline="") as f:
+            return r, {row["case"]: row for row in csv.DictReader(f)}
+
+    r, rows = run(tmp_path / "out")
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert rows["good"]["status"] == "ok"
+    assert rows["escape"]["status"] == "failed" and rows["escape"]["error_class"] == "UnsafePathError"
+    assert str(tmp_path / "outside.nii.gz") in rows["escape"]["error_message"]
+    assert rows["negative"]["error_class"] == "IntensityRangeError"
+    assert not (tmp_path / "out" / "escape").exists() and not (tmp_path / "out" / "negative").exists()
+
+    r, rows = run(tmp_path / "forced", "--force")
+    assert rows["negative"]["status"] == "ok" and rows["escape"]["error_class"] == "UnsafePathError"
+    report = json.loads((tmp_path / "forced" / "negative" / "report.json").read_text())
+    assert any("implausible intensities accepted by --force" in w for w in report["warnings"]), report["warnings"]

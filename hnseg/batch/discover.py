@@ -12,6 +12,10 @@ one series by ``hnseg.io.dicom``):
 
 Two files for one socket → ``AmbiguousInputError``; a required socket without one →
 ``MissingInputError``. Both are raised when the case is resolved, so they fail that case only.
+
+A case id that cannot name ``OUT/<case_id>`` (a name batch writes itself, such as
+``batch_summary.csv``; ids differing only in letter case), a manifest with NUL bytes or a malformed
+row: ``SettingsError`` for the whole run, before anything is written (``hnseg.batch.layout``).
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hnseg.errors import AmbiguousInputError, MissingInputError, SettingsError
+from hnseg.batch.layout import check_case_id, check_distinct
+from hnseg.errors import AmbiguousInputError, MissingInputError, ResourceLimitError, SettingsError
 from hnseg.interfaces.grand_challenge import INPUTS_JSON, discover_inputs
 from hnseg.io.read import is_image_file
 from hnseg.tasks import TaskProfile
@@ -33,6 +38,7 @@ log = logging.getLogger(__name__)
 
 EXTENSIONS = (".nii.gz", ".nii", ".mha")
 MANIFEST_ID = "case_id"
+MANIFEST_MAX_BYTES = 64 * 2**20  # ~300 000 rows of long paths
 
 _HNTSMRG_SOCKETS = {hntsmrg.MID_T2: "mid_t2", hntsmrg.REG_MASK: "reg_mask", hntsmrg.REG_T2: "reg_t2",
                     hntsmrg.PRE_T2: "pre_t2", hntsmrg.PRE_MASK: "pre_mask"}
@@ -127,6 +133,7 @@ def discover_cases(input_dir: Path) -> list[CaseSource]:
         if entry.name.startswith("."):
             continue
         if entry.is_dir():
+            check_case_id(entry.name, f"input folder {input_dir}")
             cases.append(CaseSource(case_id=entry.name, folder=entry))
         else:
             ignored.append(entry.name)
@@ -135,20 +142,14 @@ def discover_cases(input_dir: Path) -> list[CaseSource]:
                     ", ".join(ignored[:5]))
     if not cases:
         raise SettingsError(f"input folder {input_dir}: expected one sub-folder per case, found none")
+    check_distinct([c.case_id for c in cases], f"input folder {input_dir}")
     return cases
-
-
-def _check_case_id(case_id: str, where: str) -> str:
-    case_id = case_id.strip()
-    if not case_id or case_id.startswith(".") or "/" in case_id or "\\" in case_id:
-        raise SettingsError(f"{where}: expected a case id usable as a folder name (no '/', not starting "
-                            f"with '.'), found {case_id!r}")
-    return case_id
 
 
 def read_manifest(path: Path, task: TaskProfile) -> list[CaseSource]:
     """CSV with columns ``case_id,<slug>,…``; paths relative to the CSV's folder, empty = not given."""
     path = Path(path)
+    _refuse_nul(path)
     try:
         with open(path, newline="") as f:
             reader = csv.DictReader(f)
@@ -169,14 +170,33 @@ def read_manifest(path: Path, task: TaskProfile) -> list[CaseSource]:
         if None in row:
             raise SettingsError(f"manifest {path} line {n}: expected {len(header)} columns, found more")
         row = {k.strip(): (v or "").strip() for k, v in row.items()}
-        case_id = _check_case_id(row.get(MANIFEST_ID, ""), f"manifest {path} line {n}")
+        case_id = check_case_id(row.get(MANIFEST_ID, "").strip(), f"manifest {path} line {n}")
         if case_id in cases:
             raise SettingsError(f"manifest {path} line {n}: case id {case_id!r} is listed twice")
         given = {s: (path.parent / v) for s, v in row.items() if s in slugs and v}
         cases[case_id] = CaseSource(case_id=case_id, given=given)
     if not cases:
         raise SettingsError(f"manifest {path}: expected at least one case row, found none")
+    check_distinct(list(cases), f"manifest {path}")
     return sorted(cases.values(), key=lambda c: c.case_id)
+
+
+def _refuse_nul(path: Path) -> None:
+    """NUL bytes (a binary file, UTF-16 text): Python's csv reads them, but no path or folder name may hold one."""
+    if path.exists() and not path.is_file():
+        raise SettingsError(f"manifest {path}: expected a CSV file, found a folder or special file")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MANIFEST_MAX_BYTES + 1)
+    except OSError as exc:
+        raise SettingsError(f"manifest {path}: cannot be read as CSV: {exc.strerror or exc}") from None
+    if len(data) > MANIFEST_MAX_BYTES:
+        raise ResourceLimitError(f"manifest {path}: expected at most {MANIFEST_MAX_BYTES // 2**20} MiB of CSV, "
+                                 "found more")
+    if b"\0" in data:
+        line = data[: data.index(b"\0")].count(b"\n") + 1
+        raise SettingsError(f"manifest {path} line {line}: expected CSV text, found a NUL byte (a binary or "
+                            "UTF-16 file?)")
 
 
 def _registration_hint(task: TaskProfile) -> str:

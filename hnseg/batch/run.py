@@ -3,6 +3,16 @@
 Each case is written into ``OUT/.<case_id>.tmp-XXXX`` (outputs, ``qa.png``, ``report.json`` last) and
 renamed to ``OUT/<case_id>`` when complete. A failing case is logged and recorded; the others go on.
 
+Concurrency (``hnseg.batch.locks``): the run holds the output folder's run lock from planning to the
+summary (exclusive, or shared among the shards of one plan), and each case's lock while it runs it. A
+case whose lock another worker holds is skipped; after taking it the case is checked again (finished
+meanwhile by another worker → skipped), and leftovers of a dead process (``.<case_id>.tmp-*``,
+``.<case_id>.old-*``) are cleaned up only under it.
+
+A write that fails (full disk, file-size limit, unwritable folder: ``OutputWriteError``) fails its case
+and stops the run, since every later case would fail the same way: the summary is written if it can
+be, and the error is raised (``hnseg batch`` exits 2).
+
 SIGTERM / SIGINT during ``BatchRunner.run`` (``hnseg.batch.signals``) stop the run: the case in
 progress loses its temp folder and is recorded as ``interrupted`` in the summary, cases not started
 are left out of it, finished case folders are not touched, and ``BatchInterrupted`` is re-raised
@@ -12,7 +22,6 @@ are left out of it, finished case folders are not touched, and ``BatchInterrupte
 from __future__ import annotations
 
 import contextlib
-import glob
 import logging
 import os
 import shutil
@@ -30,13 +39,15 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 import hnseg
 from hnseg.batch.discover import CaseSource
+from hnseg.batch.layout import old_folders, old_prefix, summary_name, temp_folders, temp_prefix
+from hnseg.batch.locks import CaseLock, RunLock, RunPlan
 from hnseg.batch.qa import QA_FILE, qa_sheet
 from hnseg.batch.report import (
     REPORT_FILE, BatchSummary, CaseReport, CaseResult, Timings, WeightsInfo, mask_stats, structure_masks,
     summary_csv, summary_table, voxel_volume_cc,
 )
 from hnseg.batch.signals import BatchInterrupted, StopSignals
-from hnseg.errors import HnsegError, SettingsError
+from hnseg.errors import HnsegError, OutputWriteError, SettingsError
 from hnseg.io.write import temp_folder, write_image_atomic, write_json_atomic, write_text_atomic
 from hnseg.load.case import Case
 from hnseg.io.read import read_image
@@ -55,16 +66,39 @@ IMAGE_FORMATS = (".nii.gz", ".mha")
 DICOM_SEG_FILE, RTSTRUCT_FILE = "seg.dcm", "rtstruct.dcm"
 
 
-def summary_name(shard: tuple[int, int] | None) -> str:
-    return "batch_summary.csv" if shard is None else f"batch_summary_shard-{shard[0]}-of-{shard[1]}.csv"
-
-
-def stale_temp_folders(output_dir: Path, case_id: str) -> list[Path]:
-    return sorted(Path(p) for p in glob.glob(str(output_dir / f".{glob.escape(case_id)}.tmp-*")))
+__all__ = ["BatchRunner", "summary_name", "is_finished"]
 
 
 def is_finished(output_dir: Path, case_id: str) -> bool:
     return (output_dir / case_id / REPORT_FILE).is_file()
+
+
+def _report_stamp(output_dir: Path, case_id: str) -> tuple[int, int] | None:
+    """Identity of a finished case's report (inode, mtime): a change means another worker finished it."""
+    try:
+        st = (output_dir / case_id / REPORT_FILE).stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return exc.strerror or str(exc)
+    return " ".join(str(exc).split())[-300:]  # SimpleITK: the ITK message ends with the reason
+
+
+@contextlib.contextmanager
+def output_errors(what: str, path: Path,
+                  kinds: tuple[type[Exception], ...] = (OSError, RuntimeError)) -> Iterator[None]:
+    """A writer's OSError (ENOSPC, EFBIG, EACCES …) or SimpleITK's RuntimeError → ``OutputWriteError``.
+    (hnseg.io.write's writers raise it themselves once they check every write; this covers the rest.)"""
+    try:
+        yield
+    except HnsegError:
+        raise
+    except kinds as exc:
+        raise OutputWriteError(f"{what} {path}: cannot be written: {_reason(exc)}") from None
 
 
 @contextlib.contextmanager
@@ -96,13 +130,15 @@ class BatchRunner:
 
     def __init__(self, task: TaskProfile, output_dir: Path, settings: RunSettings, *, resume: bool = False,
                  overwrite: bool = False, shard: tuple[int, int] | None = None, qa: bool = True,
-                 registration: RegistrationSettings | None = None):
+                 registration: RegistrationSettings | None = None, plan: RunPlan | None = None):
         if resume and overwrite:
             raise SettingsError("--resume and --overwrite exclude each other: resume keeps finished cases, "
                                 "overwrite redoes them")
         self.task, self.output_dir, self.settings = task, Path(output_dir), settings
         self.resume, self.overwrite, self.shard, self.qa = resume, overwrite, shard, qa
         self.registration = registration or RegistrationSettings()
+        self.run_plan = plan  # the whole plan the shards agree on; default: the cases given to run()
+        self._stamps: dict[str, tuple[int, int] | None] = {}  # case → its report when planned
         self.segmenter: Segmenter | None = None
         self.weights: WeightsInfo | None = None
         self.signals = StopSignals()  # entered (handlers installed) only inside run()
@@ -120,14 +156,42 @@ class BatchRunner:
                 )
         todo = []
         for c in cases:
-            for stale in stale_temp_folders(self.output_dir, c.case_id):
-                log.warning("removing stale temporary folder %s (interrupted run)", stale)
-                shutil.rmtree(stale)
+            if temp_folders(self.output_dir, c.case_id) or old_folders(self.output_dir, c.case_id):
+                with CaseLock(self.output_dir, c.case_id) as lock:
+                    if lock.acquire():
+                        self._recover(c.case_id)
+                    else:
+                        log.info("%s: in progress in another worker (%s)", c.case_id, lock.holder)
+            self._stamps[c.case_id] = _report_stamp(self.output_dir, c.case_id)
             if self.resume and is_finished(self.output_dir, c.case_id):
                 log.info("skip %s: finished (%s)", c.case_id, REPORT_FILE)
                 continue
             todo.append(c)
         return todo
+
+    def _recover(self, case_id: str) -> None:
+        """Leftovers of a dead process; the caller holds the case lock, so no live process owns them.
+        An ``.old-*`` folder whose case folder is missing (killed between the two renames of
+        ``_publish``) is the previous result: it is moved back."""
+        final = self.output_dir / case_id
+        for old in old_folders(self.output_dir, case_id):
+            with output_errors("output folder", old, (OSError,)):
+                if not final.exists() and (old / case_id).is_dir():
+                    log.warning("%s: restoring the previous output folder from %s (interrupted replacement)",
+                                case_id, old)
+                    os.replace(old / case_id, final)
+                else:
+                    log.warning("removing stale folder %s (interrupted replacement)", old)
+                shutil.rmtree(old)
+        for stale in temp_folders(self.output_dir, case_id):
+            log.warning("removing stale temporary folder %s (interrupted run)", stale)
+            with output_errors("output folder", stale, (OSError,)):
+                shutil.rmtree(stale)
+
+    def _finished_elsewhere(self, case_id: str) -> bool:
+        """Finished by another worker since this run planned (the case lock is held)."""
+        stamp = _report_stamp(self.output_dir, case_id)
+        return stamp is not None and stamp != self._stamps.get(case_id)
 
     def load_models(self) -> float:
         t0 = time.perf_counter()
@@ -156,14 +220,16 @@ class BatchRunner:
         for socket in self.task.outputs:
             value = values[socket.slug]
             if socket.kind == "json":
-                write_json_atomic(value, folder / f"{socket.slug}.json")
+                with output_errors("output", folder / f"{socket.slug}.json"):
+                    write_json_atomic(value, folder / f"{socket.slug}.json")
                 outputs[socket.slug] = [f"{socket.slug}.json"]
                 t_stage = value if isinstance(value, dict) else None
                 continue
             assert isinstance(value, sitk.Image)
             names = [f"{socket.slug}{ext}" for ext in IMAGE_FORMATS]
             for name in names:
-                write_image_atomic(value, folder / name)
+                with output_errors("output", folder / name):
+                    write_image_atomic(value, folder / name)
             outputs[socket.slug] = names
             pairs = structure_masks(self.task, socket.slug, value)
             stats += mask_stats(socket.slug, pairs, voxel_volume_cc(value))
@@ -176,7 +242,10 @@ class BatchRunner:
             return None
         slug = next(s.slug for s in self.task.inputs if s.kind == "image")
         try:
-            qa_sheet(case.images[slug], masks, folder / QA_FILE, f"{case_id} · {self.task.name} · {slug}")
+            with output_errors("QA sheet", folder / QA_FILE, (OSError,)):
+                qa_sheet(case.images[slug], masks, folder / QA_FILE, f"{case_id} · {self.task.name} · {slug}")
+        except OutputWriteError:  # a full disk is no drawing problem: it stops the run
+            raise
         except Exception as exc:  # the segmentation stands without its picture
             log.warning("%s: no QA sheet: %s: %s", case_id, type(exc).__name__, exc)
             log.debug("traceback of the QA sheet of %s", case_id, exc_info=True)
@@ -200,7 +269,8 @@ class BatchRunner:
         names = {}
         for slug, image in ((reg.registered_image, result.image), (reg.registered_mask, result.mask)):
             names[slug] = f"{slug}.nii.gz"
-            out[slug] = write_image_atomic(image, folder / names[slug])
+            with output_errors("output", folder / names[slug]):
+                out[slug] = write_image_atomic(image, folder / names[slug])
         log.info("%s: registered %s onto %s in %.1f s (%s)", case_id, reg.moving, reg.fixed, result.record.seconds,
                  ", ".join(result.record.stages))
         return out, {"computed": names, **result.record.model_dump(mode="json")}
@@ -213,8 +283,10 @@ class BatchRunner:
             return {}
         source = load_source_series(series_folder, socket.slug, socket.dicom_modality)
         pairs = list(masks.items())
-        write_dicom_seg(pairs, source, folder / DICOM_SEG_FILE, series_description=f"hnseg {self.task.name}")
-        write_rtstruct(pairs, source, folder / RTSTRUCT_FILE, series_description=f"hnseg {self.task.name}")
+        with output_errors("output", folder / DICOM_SEG_FILE, (OSError,)):
+            write_dicom_seg(pairs, source, folder / DICOM_SEG_FILE, series_description=f"hnseg {self.task.name}")
+        with output_errors("output", folder / RTSTRUCT_FILE, (OSError,)):
+            write_rtstruct(pairs, source, folder / RTSTRUCT_FILE, series_description=f"hnseg {self.task.name}")
         return {"dicom-seg": [DICOM_SEG_FILE], "rtstruct": [RTSTRUCT_FILE]}
 
     def _input_path(self, case_id: str, tmp: Path, path: Path) -> str:
@@ -225,27 +297,41 @@ class BatchRunner:
         return str(path)
 
     def _publish(self, tmp: Path, case_id: str) -> None:
-        """Rename the complete temp folder to ``OUT/<case_id>`` (an older folder is moved aside first)."""
+        """Rename the complete temp folder to ``OUT/<case_id>`` (an older folder is moved aside first).
+        Killed between the renames, the older folder waits in ``.<case_id>.old-*`` and ``_recover``
+        (next run, under the case lock) puts it back; killed after them, ``_recover`` removes it."""
         final = self.output_dir / case_id
         old = None
-        if final.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{case_id}.old-", dir=self.output_dir))
-            os.replace(final, old / case_id)
-            log.warning("%s: replacing the existing output folder %s", case_id, final)
-        os.replace(tmp, final)
-        if old is not None:
-            shutil.rmtree(old)
+        with output_errors("output folder", final, (OSError,)):
+            if final.exists():
+                old = Path(tempfile.mkdtemp(prefix=old_prefix(case_id), dir=self.output_dir))
+                os.replace(final, old / case_id)
+                log.warning("%s: replacing the existing output folder %s", case_id, final)
+            try:
+                os.replace(tmp, final)
+            except OSError:
+                if old is not None:  # put the previous result back
+                    os.replace(old / case_id, final)
+                    old.rmdir()
+                raise
+            if old is not None:
+                shutil.rmtree(old)
 
     def run_case(self, source: CaseSource) -> CaseResult:
         """Read, segment and write one case. Its temp folder exists from the start of the case to the
         end (renamed when complete, removed on any error or interruption): it marks the case in progress."""
         assert self.segmenter is not None and self.weights is not None
         t0 = time.perf_counter()
-        tmp = temp_folder(self.output_dir, f".{source.case_id}.tmp-")
+        with output_errors("output folder", self.output_dir, (OSError,)):
+            tmp = temp_folder(self.output_dir, temp_prefix(source.case_id))
         try:
             with captured_warnings() as caught, self.signals.interruptible():
                 files, registration = self._register(tmp, source.case_id, source.resolve(self.task))
-                case = self.segmenter.load(files)  # a DICOM folder: the series of its socket's modality
+                # a DICOM folder: the series of its socket's modality. Links and header data files may not
+                # lead out of the case folder (or the temp folder, for inputs registered here); manifest
+                # paths are the operator's own choice
+                roots = (source.folder, tmp) if source.folder is not None else None
+                case = self.segmenter.load(files, root=roots, force=self.settings.force)
                 t1 = time.perf_counter()
                 values = self.segmenter.segment(case)
                 t2 = time.perf_counter()
@@ -264,7 +350,8 @@ class BatchRunner:
                     qa_png=qa_png,
                     warnings=list(caught), finished_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 )
-                write_json_atomic(report.model_dump(mode="json"), tmp / REPORT_FILE)
+                with output_errors("output", tmp / REPORT_FILE):
+                    write_json_atomic(report.model_dump(mode="json"), tmp / REPORT_FILE)
             self._publish(tmp, source.case_id)  # a signal here is held until the rename is done
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -275,7 +362,7 @@ class BatchRunner:
                           volumes_cc={s.name: s.volume_cc for s in stats})
 
     # -- the run -------------------------------------------------------------------------------
-    def skipped(self, case_id: str) -> CaseResult:
+    def skipped(self, case_id: str, note: str = "") -> CaseResult:
         """A finished case: its volumes read back from its report (no image is loaded)."""
         volumes: dict[str, float] = {}
         try:
@@ -283,11 +370,12 @@ class BatchRunner:
             volumes = {s.name: s.volume_cc for s in report.structures}
         except (OSError, ValueError) as exc:
             log.warning("%s: finished, but its %s cannot be read back: %s", case_id, REPORT_FILE, exc)
-        return CaseResult(case=case_id, status="skipped", volumes_cc=volumes)
+        return CaseResult(case=case_id, status="skipped", volumes_cc=volumes, error_message=note)
 
     def write_summary(self, summary: BatchSummary) -> Path:
         path = self.output_dir / summary_name(self.shard)
-        write_text_atomic(summary_csv(self.task, summary), path)
+        with output_errors("summary", path, (OSError,)):
+            write_text_atomic(summary_csv(self.task, summary), path)
         return path
 
     def run(self, cases: list[CaseSource]) -> BatchSummary:
@@ -301,7 +389,16 @@ class BatchRunner:
                 self.signals = StopSignals()
 
     def _run(self, cases: list[CaseSource]) -> BatchSummary:
-        self.output_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputWriteError(f"output folder {self.output_dir}: expected a folder that can be created or "
+                                   f"written, found: {exc.strerror or exc}") from None
+        plan = self.run_plan or RunPlan.of(self.task.name, self.shard, [c.case_id for c in cases])
+        with RunLock(self.output_dir, plan, self.shard):
+            return self._run_locked(cases)
+
+    def _run_locked(self, cases: list[CaseSource]) -> BatchSummary:
         todo = self.plan(cases)
         todo_ids = {c.case_id for c in todo}
         summary = BatchSummary(task=self.task.name, shard=f"{self.shard[0]}/{self.shard[1]}" if self.shard else "")
@@ -315,9 +412,26 @@ class BatchRunner:
                          len(todo), len(results))
             with logging_redirect_tqdm():
                 for source in tqdm(todo, desc="cases", unit="case", disable=None):
-                    current = (source, time.perf_counter())
-                    results[source.case_id] = self._guarded(source)
-                    current = None
+                    with CaseLock(self.output_dir, source.case_id) as lock:
+                        if not lock.acquire():
+                            log.info("skip %s: in progress in another worker (%s)", source.case_id, lock.holder)
+                            results[source.case_id] = CaseResult(
+                                case=source.case_id, status="skipped",
+                                error_message=f"in progress in another worker ({lock.holder})")
+                            self._write_results(summary, results, cases)
+                            continue
+                        self._recover(source.case_id)
+                        if self._finished_elsewhere(source.case_id):
+                            log.info("skip %s: finished meanwhile by another worker", source.case_id)
+                            results[source.case_id] = self.skipped(source.case_id, "finished by another worker "
+                                                                                   "during this run")
+                            self._write_results(summary, results, cases)
+                            continue
+                        current = (source, time.perf_counter())
+                        results[source.case_id] = self._guarded(source)
+                        current = None
+                    if results[source.case_id].error_class == OutputWriteError.__name__:
+                        self._stop_on_write_error(summary, results, cases, results[source.case_id])
                     self._write_results(summary, results, cases)
                     self.signals.check()  # a signal held while the case folder was renamed
         except BatchInterrupted as exc:
@@ -333,6 +447,19 @@ class BatchRunner:
         summary.results = [results[c.case_id] for c in cases if c.case_id in results]
         return self.write_summary(summary)
 
+    def _stop_on_write_error(self, summary: BatchSummary, results: dict[str, CaseResult],
+                             cases: list[CaseSource], failed: CaseResult) -> None:
+        """A write failed: the next cases would fail the same way. Summary (if it can be written), then raise."""
+        left = sum(c.case_id not in results for c in cases)
+        message = (f"case {failed.case}: {failed.error_message}; the run stopped with {left} case(s) not started "
+                   "(free space or fix the output folder, then rerun with --resume)")
+        try:
+            path = self._write_results(summary, results, cases)
+        except OutputWriteError as exc:
+            raise OutputWriteError(f"{message}; the summary could not be written either: {exc}") from None
+        log.error("stopped: %s\nbatch summary (%s):\n%s", message, path, summary_table(summary))
+        raise OutputWriteError(message)
+
     def _interrupted(self, exc: BatchInterrupted, current: tuple[CaseSource, float] | None,
                      summary: BatchSummary, results: dict[str, CaseResult], cases: list[CaseSource]) -> None:
         """After a stop signal: no temp folder of the case in progress is left; it is ``interrupted`` in
@@ -341,8 +468,13 @@ class BatchRunner:
             log.error("interrupted by %s with no case in progress", exc.signal_name)
         else:
             source, t0 = current
-            for stale in stale_temp_folders(self.output_dir, source.case_id):
-                shutil.rmtree(stale, ignore_errors=True)
+            try:  # run_case removed its own temp folder; a leftover only under the lock (never another's)
+                with CaseLock(self.output_dir, source.case_id) as lock:
+                    if lock.acquire():
+                        for stale in temp_folders(self.output_dir, source.case_id):
+                            shutil.rmtree(stale, ignore_errors=True)
+            except OutputWriteError as err:  # the stop request stays the exit reason
+                log.warning("%s: its temp folder could not be checked: %s", source.case_id, err)
             results[source.case_id] = CaseResult(
                 case=source.case_id, status="interrupted", error_class=type(exc).__name__,
                 error_message=f"{exc.signal_name} received during the case; its outputs were removed "

@@ -70,7 +70,7 @@ def _check_mask(case: Case, slug: str, allowed: tuple[int, ...]) -> None:
 
 def load_case(
     task: TaskProfile, files: dict[str, Path], tol: GridTolerance = GridTolerance(), *,
-    root: Path | None = None, force: bool = False,
+    root: Path | tuple[Path, ...] | None = None, force: bool = False,
 ) -> Case:
     """Read and validate the task's sockets; sockets the task does not know are ignored (warned).
 
