@@ -1,4 +1,5 @@
-"""The per-class summary of a catalogue run, printed in pytest's terminal summary (also under ``-q``).
+"""The per-class summary of a catalogue run, printed in pytest's terminal summary (also under ``-q``;
+with ``-v`` every case's wall time and peak RSS, slowest first).
 
 A pytest plugin object, registered at run time by the catalogue's session fixture: a
 ``pytest_terminal_summary`` hook in a conftest.py under test/hostile/ would be loaded only when pytest
@@ -53,9 +54,16 @@ class HostileSummary:
                    f"children's wall time {sum(r.wall_s for r in rows):.0f} s, catalogue {self.total_s:.0f} s")
         return out
 
-    def pytest_terminal_summary(self, terminalreporter) -> None:
+    def case_lines(self) -> list[str]:
+        return [f"{r.id:<44} {r.cls:<13} {r.wall_s:6.1f} s {r.peak_mb:7.0f} MB  {'ok' if r.passed else 'FAILED'}"
+                for r in sorted(self.rows.values(), key=lambda r: -r.wall_s)]
+
+    def pytest_terminal_summary(self, terminalreporter, config) -> None:
         lines = self.lines()
         if lines:
             terminalreporter.section("hostile-input catalogue (issue 13)")
+            if config.get_verbosity() > 0:  # -v: every case, slowest first
+                for line in self.case_lines():
+                    terminalreporter.write_line(line)
             for line in lines:
                 terminalreporter.write_line(line)
