@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from hnseg.cli import main
-from hnseg.errors import SettingsError, WeightsError, WeightsIntegrityError
+from hnseg.errors import SettingsError, WeightsError
 from hnseg.predict.weights import METADATA_FILE, load_weights, manifest, read_metadata
 from hnseg.settings import build_settings
 

@@ -29,6 +29,7 @@ from hnseg.batch.layout import check_case_id, check_distinct
 from hnseg.errors import AmbiguousInputError, MissingInputError, ResourceLimitError, SettingsError
 from hnseg.interfaces.grand_challenge import INPUTS_JSON, discover_inputs
 from hnseg.io.read import is_image_file
+from hnseg.io.safe_paths import read_bounded
 from hnseg.tasks import TaskProfile
 from hnseg.tasks import hntsmrg
 from hnseg.training.releases import hntsmrg as hntsmrg_release
@@ -183,16 +184,7 @@ def read_manifest(path: Path, task: TaskProfile) -> list[CaseSource]:
 
 def _refuse_nul(path: Path) -> None:
     """NUL bytes (a binary file, UTF-16 text): Python's csv reads them, but no path or folder name may hold one."""
-    if path.exists() and not path.is_file():
-        raise SettingsError(f"manifest {path}: expected a CSV file, found a folder or special file")
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MANIFEST_MAX_BYTES + 1)
-    except OSError as exc:
-        raise SettingsError(f"manifest {path}: cannot be read as CSV: {exc.strerror or exc}") from None
-    if len(data) > MANIFEST_MAX_BYTES:
-        raise ResourceLimitError(f"manifest {path}: expected at most {MANIFEST_MAX_BYTES // 2**20} MiB of CSV, "
-                                 "found more")
+    data = read_bounded(path, MANIFEST_MAX_BYTES, "manifest", SettingsError, ResourceLimitError)
     if b"\0" in data:
         line = data[: data.index(b"\0")].count(b"\n") + 1
         raise SettingsError(f"manifest {path} line {line}: expected CSV text, found a NUL byte (a binary or "

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from hnseg.errors import AmbiguousInputError, InputsJsonError, MissingInputError
 from hnseg.io.read import IMAGE_SUFFIXES
-from hnseg.io.safe_paths import check_inside, check_regular_file
+from hnseg.io.safe_paths import check_inside, check_regular_file, read_bounded
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +36,7 @@ def json_depth(value: object) -> int:
 def read_json_bounded(path: Path, error: type[Exception], max_bytes: int = MAX_JSON_BYTES,
                       max_depth: int = MAX_JSON_DEPTH) -> object:
     """A JSON file of at most ``max_bytes`` and ``max_depth`` levels; anything else is ``error``."""
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(max_bytes + 1)
-    except OSError as exc:
-        raise error(f"{path}: cannot be read: {exc.strerror}") from None
-    if len(raw) > max_bytes:
-        raise error(f"{path}: expected at most {max_bytes:,} bytes of JSON, found more")
+    raw = read_bounded(path, max_bytes, "JSON file", error)
     try:
         value = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:

@@ -65,3 +65,21 @@ def check_regular_file(path: str | os.PathLike, root: Roots, label: str,
         return target
     shown = f"{path} → {target}" if target != Path(os.path.abspath(path)) else str(path)
     raise UnsafePathError(f"{label}: expected a regular image file, found {file_kind(mode)} ({shown})")
+
+
+def read_bounded(path: str | os.PathLike, max_bytes: int, label: str, error: type[Exception],
+                 limit_error: type[Exception] | None = None) -> bytes:
+    """A small text file (JSON, CSV) read whole, refused when it is not a regular file, cannot be read
+    (``error``) or holds more than ``max_bytes`` (``limit_error``, default ``error``): never read past it."""
+    path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise error(f"{label} {path}: expected a regular file, found {file_kind(mode)}")
+        with open(path, "rb") as f:
+            data = f.read(max_bytes + 1)
+    except OSError as exc:
+        raise error(f"{label} {path}: cannot be read: {exc.strerror or exc}") from None
+    if len(data) > max_bytes:
+        raise (limit_error or error)(f"{label} {path}: expected at most {max_bytes:,} bytes, found more")
+    return data
