@@ -23,7 +23,7 @@ from hnseg.settings import PredictSettings, RunSettings
 from hnseg.tasks import TaskProfile, detect_task, get_task
 from hnseg.tasks.encoding import pieces_to_stack
 from hnseg.tasks.npc import TStageOutput
-from hnseg.write.outputs import write_outputs
+from hnseg.write.outputs import check_output_targets, write_outputs
 from hnseg.write.stack import stack_image
 
 log = logging.getLogger(__name__)
@@ -105,6 +105,7 @@ def run_grand_challenge(settings: RunSettings) -> list[Path]:
     task = get_task(settings.task) if settings.task else detect_task(files)
     log.info("task: %s", task.name)
     case = load_case(task, files, root=settings.input_dir, force=settings.force)  # all checks before compute
+    check_output_targets(settings.output_dir, task)
     folder = locate(task.name, settings.weight_candidates())
     log.info("weights: %s", folder)
     segmenter = Segmenter(task, folder, settings.predict)

@@ -121,5 +121,23 @@ def build_settings(flags: dict, environ: dict[str, str] | None = None) -> RunSet
             }
         )
         return RunSettings(predict=predict, **{k: v for k, v in merged.items() if k not in predict_keys})
-    except (ValidationError, ValueError) as exc:
+    except ValidationError as exc:
+        raise SettingsError("invalid run settings: " + "; ".join(
+            _describe_error(err, flags) for err in exc.errors(include_url=False))) from None
+    except ValueError as exc:
         raise SettingsError(f"invalid run settings: {exc}") from None
+
+
+def _describe_error(err: dict, flags: dict) -> str:
+    """One pydantic error as one line naming the setting where the user gave it (flag or variable)."""
+    field = next((str(part) for part in err.get("loc", ()) if isinstance(part, str)), "?")
+    where = f"--{field.replace('_', '-')}" if flags.get(field) is not None else (
+        f"${ENV[field]}" if field in ENV else f"--{field.replace('_', '-')}")
+    items = [p for p in err.get("loc", ()) if isinstance(p, int)]
+    where += f", item {items[0] + 1}" if items else ""
+    msg, found = err["msg"], err.get("input")
+    if msg.startswith("Value error, "):  # our own validators already say what was expected and found
+        return f"{field} ({where}): {msg.removeprefix('Value error, ')}"
+    expected = msg.removeprefix("Input should be ") if msg.startswith("Input should be ") else msg.lower()
+    shown = "nothing" if err.get("type") == "missing" else repr(found)
+    return f"{field} ({where}): expected {expected}, found {shown}"

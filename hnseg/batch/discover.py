@@ -29,7 +29,7 @@ from hnseg.batch.layout import check_case_id, check_distinct
 from hnseg.errors import AmbiguousInputError, MissingInputError, ResourceLimitError, SettingsError
 from hnseg.interfaces.grand_challenge import INPUTS_JSON, discover_inputs
 from hnseg.io.read import is_image_file
-from hnseg.io.safe_paths import read_bounded
+from hnseg.io.safe_paths import check_regular_file, read_bounded
 from hnseg.tasks import TaskProfile
 from hnseg.tasks import hntsmrg
 from hnseg.training.releases import hntsmrg as hntsmrg_release
@@ -202,6 +202,8 @@ def _check_given(task: TaskProfile, case_id: str, given: dict[str, Path]) -> dic
         raise MissingInputError(f"case {case_id}: {task.name} expected manifest paths for socket(s) "
                                 f"{missing}{_registration_hint(task)}, found only {sorted(given)}")
     for slug, p in given.items():
+        if p.exists():  # a device or FIFO named in a manifest is refused, not read
+            check_regular_file(p, None, f"case {case_id}: socket {slug!r}", allow_folder=True)
         if not (p.is_file() or p.is_dir()):
             raise MissingInputError(f"case {case_id}: socket {slug!r} expected an image file or a DICOM "
                                     f"folder at {p}, found nothing")

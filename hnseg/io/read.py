@@ -83,6 +83,12 @@ def read_image(path: str | os.PathLike, what: str | None = None, modality: str |
     if path.is_dir():
         from hnseg.io.dicom import read_dicom_series
 
+        # GDCM opens every file of the folder: no FIFO (blocks), device or link out of the input folder
+        for entry in sorted(path.iterdir()):
+            if not entry.name.startswith("."):
+                check_regular_file(entry, root if root is not None else path, f"{label}: DICOM folder entry",
+                                   allow_folder=True)
+
         image = read_dicom_series(path, what or "", modality)
         if header_check is not None:
             header_check(ImageInfo.of(image), label)

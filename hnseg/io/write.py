@@ -34,6 +34,7 @@ def _suffix(path: Path) -> str:
 
 
 _FULL = (os.strerror(errno.ENOSPC), os.strerror(errno.EFBIG), os.strerror(errno.EDQUOT))
+_FULL_HINT = "disk full or file size limit"
 
 
 def _write_error(path: Path, exc: BaseException) -> OutputWriteError:
@@ -45,7 +46,7 @@ def _write_error(path: Path, exc: BaseException) -> OutputWriteError:
                       lines[-1] if lines else type(exc).__name__)
         reason = reason.split(" Reason: ")[-1]
     if any(text in reason for text in _FULL):
-        reason += " (disk full or file size limit)"
+        reason += f" ({_FULL_HINT})"
     return OutputWriteError(f"{path}: expected to write this output, failed: {reason}; no partial file was left")
 
 
@@ -78,6 +79,29 @@ def _fsync_folder(folder: Path) -> None:
         _fsync(folder)
     except OSError:  # some file systems cannot sync a folder; the rename itself has happened
         pass
+
+
+def check_target(path: str | os.PathLike, output_dir: str | os.PathLike) -> None:
+    """Before compute: nothing stands where ``path`` (a file under ``output_dir``) will be written —
+    every existing folder on the way is a folder, and ``path`` itself is not one. Creates nothing."""
+    path, top = Path(path), Path(output_dir)
+    if path.is_dir():
+        raise OutputWriteError(f"{path}: expected to write an output file there, found a folder")
+    for folder in [path.parent, *path.parent.parents]:
+        if folder.exists() and not folder.is_dir():
+            raise OutputWriteError(f"{path}: expected a folder at {folder} to write into, found a file")
+        if folder == top or folder.exists():
+            break
+
+
+def created_folders(path: Path, output_dir: Path) -> list[Path]:
+    """The folders between ``output_dir`` and ``path`` that do not exist yet (deepest first)."""
+    missing = []
+    for folder in [path.parent, *path.parent.parents]:
+        if folder == output_dir or folder.exists():
+            break
+        missing.append(folder)
+    return missing
 
 
 def check_output_folder(output_dir: str | os.PathLike, input_dir: str | os.PathLike | None = None) -> Path:
@@ -141,9 +165,9 @@ def _atomic(path: str | os.PathLike, write, check=None) -> Path:
             raise IsADirectoryError(errno.EISDIR, "a folder stands where the file must go")
         tmp = _temp_beside(path)
         write(tmp)
+        if not tmp.is_file() or tmp.stat().st_size == 0:  # ITK's writers can fail without raising
+            raise OSError(errno.EIO, f"the writer left no file or an empty one ({_FULL_HINT} or a writer error)")
         _fsync(tmp)
-        if tmp.stat().st_size == 0:
-            raise OSError(errno.EIO, "the writer left an empty file")
         if check is not None:
             check(tmp)
         os.chmod(tmp, _default_file_mode())
