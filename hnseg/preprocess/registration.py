@@ -454,15 +454,11 @@ def _run_child(work: Path) -> subprocess.Popen:
     """Start the registration child on the job in ``work`` (see ``registration_worker``)."""
     env = dict(os.environ)  # the child imports the same hnseg as this process
     env["PYTHONPATH"] = os.pathsep.join([str(_PACKAGE_ROOT), *filter(None, [env.get("PYTHONPATH")])])
-    blocked = _block_stop_signals()  # a signal now cannot lose track of a started child
-    try:
-        with open(work / CHILD_LOG, "wb") as out:
-            proc = subprocess.Popen(  # the child unblocks SIGTERM / SIGINT itself (inherited mask)
-                [sys.executable, "-m", CHILD_MODULE, str(work), str(os.getpid())],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, close_fds=True)
-    finally:
-        _restore_signals(blocked)
-    return proc
+    with open(work / CHILD_LOG, "wb") as out:
+        # started with SIGTERM / SIGINT blocked (see _register_in_child): the child unblocks them itself
+        return subprocess.Popen([sys.executable, "-m", CHILD_MODULE, str(work), str(os.getpid())],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                close_fds=True)
 
 
 def _register_in_child(fixed_a: np.ndarray, fixed_grid: sitk.Image, moving_a: np.ndarray,
@@ -482,7 +478,11 @@ def _register_in_child(fixed_a: np.ndarray, fixed_grid: sitk.Image, moving_a: np
         job = {"settings": settings.model_dump(mode="json"), "fixed": _geometry(fixed_grid),
                "moving": _geometry(moving_grid), "mask": _geometry(mask_grid)}
         (work / "job.json").write_text(json.dumps(job))
-        proc = _run_child(work)
+        blocked = _block_stop_signals()  # a signal cannot come between the start and ``proc``
+        try:
+            proc = _run_child(work)
+        finally:
+            _restore_signals(blocked)  # a signal held meanwhile is raised here, with ``proc`` known
         log.debug("elastix runs in child process %d (work folder %s)", proc.pid, work)
         while proc.poll() is None:
             time.sleep(CHILD_POLL_S)
