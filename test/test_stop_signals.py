@@ -137,6 +137,7 @@ def test_sigterm_during_registration_stops_batch_within_10_s(tmp_path):
         rc, seconds = _signal_and_time(proc, signal.SIGTERM)
     log_text = log_file.read_text()
     assert rc == 143, log_text[-3000:]
+    print(f"batch stopped {seconds:.2f} s after SIGTERM during elastix")  # shown with -s / -rP
     assert seconds <= STOP_WITHIN_S, f"stopped {seconds:.1f} s after SIGTERM:\n{log_text[-3000:]}"
     assert not _alive(worker), f"the elastix child {worker} outlived the batch"
     assert not work.exists() and list(tmp.glob("hnseg-elastix-*")) == []  # the work folder is gone
@@ -265,6 +266,7 @@ def test_signal_during_prediction_stops_inference_within_10_s(tmp_path, signum, 
         rc, seconds = _signal_and_time(proc, signum)
     log_text = log_file.read_text()
     assert rc == code, log_text[-3000:]
+    print(f"inference.py stopped {seconds:.2f} s after {signal.Signals(signum).name}")
     assert seconds <= STOP_WITHIN_S, f"stopped {seconds:.1f} s after the signal:\n{log_text[-3000:]}"
     name = signal.Signals(signum).name
     assert log_text.rstrip().splitlines()[-1].startswith(f"Interrupted: {name} received; "), log_text[-2000:]
