@@ -105,3 +105,27 @@ class StopSignals:
             yield
         finally:
             self._interruptible -= 1
+
+
+@contextlib.contextmanager
+def held_signals(signals: tuple[int, ...] = STOP_SIGNALS) -> Iterator[None]:
+    """Hold ``signals`` during the block: whatever handler is installed (a ``StopSignals``, Python's
+    default ``KeyboardInterrupt``) gets them once the block is done, via ``signal.raise_signal``.
+
+    For a few lines that must not be split (start a child process AND keep its handle; stop and reap
+    it AND remove its files). A Python-level hold, not ``pthread_sigmask``: in a process with other
+    threads (torch's) the kernel delivers a process signal to any thread that does not block it, and
+    Python then runs the handler in the main thread anyway. Outside the main thread: no hold."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: held.append(signum)) for signum in signals}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        for signum in dict.fromkeys(held):
+            signal.raise_signal(signum)
+

@@ -35,7 +35,7 @@ from hnseg.io.write import _atomic
 from hnseg.phantoms.deformed_pair import make_deformed_pair
 from hnseg.preprocess import registration
 from hnseg.preprocess.registration import RegistrationSettings, register_pre_to_mid
-from hnseg.signals import Interrupted, StopSignals
+from hnseg.signals import Interrupted, StopSignals, held_signals
 from hnseg.tasks.hntsmrg import MID_T2, PRE_MASK, PRE_T2
 
 REPO = Path(__file__).resolve().parents[1]
@@ -223,6 +223,28 @@ def test_interrupted_by_stop_signals_while_waiting_for_the_child(pair, started, 
     assert started[0].returncode in (-signal.SIGTERM, -signal.SIGKILL) and list(tmp_path.iterdir()) == []
 
 
+def test_ctrl_c_reaches_the_child_but_only_the_parent_acts_on_it(pair, started, tmp_path):
+    seen = {}
+
+    def ctrl_c() -> None:  # a terminal sends SIGINT to the whole process group: child first, here
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob("hnseg-elastix-*/elastix")) and time.monotonic() < deadline:
+            time.sleep(0.05)  # the child is in its main(): its signal set-up is done
+        os.kill(started[0].pid, signal.SIGINT)
+        time.sleep(0.5)
+        seen["child alive after its SIGINT"] = started[0].poll() is None
+        os.kill(os.getpid(), signal.SIGINT)
+
+    thread = threading.Thread(target=ctrl_c, daemon=True)
+    thread.start()
+    with pytest.raises(KeyboardInterrupt):
+        register_pre_to_mid(pair.pre_image, pair.pre_mask, pair.mid_image, RegistrationSettings())
+    thread.join()
+    assert seen == {"child alive after its SIGINT": True}
+    assert started[0].returncode == -signal.SIGTERM  # stopped by the parent, not by its own SIGINT
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_child_that_cannot_start_is_a_registration_error(pair, started, tmp_path, monkeypatch):
     monkeypatch.setattr(registration, "CHILD_MODULE", "hnseg.no_such_registration_worker")
     with pytest.raises(RegistrationError) as err:
@@ -311,3 +333,18 @@ def test_batch_interrupted_is_the_shared_interrupted():
     assert issubclass(BatchInterrupted, Interrupted) and issubclass(Interrupted, BaseException)
     assert not issubclass(Interrupted, Exception)  # an ``except Exception`` does not swallow it
     assert BatchInterrupted(signal.SIGINT).exit_code == 130 and BatchInterrupted(2).signal_name == "SIGINT"
+
+
+def test_held_signals_deliver_the_signal_after_the_block():
+    done = []
+    with StopSignals() as signals, signals.interruptible():
+        handler = signal.getsignal(signal.SIGTERM)
+        with pytest.raises(Interrupted) as err:
+            with held_signals():
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.2)  # not interrupted: held
+                done.append("the block ran to its end")
+            pytest.fail("the held SIGTERM was not raised after the block")
+        assert signal.getsignal(signal.SIGTERM) == handler  # StopSignals' handler is back
+    assert done == ["the block ran to its end"] and err.value.signal_name == "SIGTERM"
+

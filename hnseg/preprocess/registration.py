@@ -89,7 +89,7 @@ from hnseg.errors import (
     GridMismatchError, ImageDimensionError, MaskLabelError, NonFiniteImageError, RegistrationError,
 )
 from hnseg.load.grid import describe_grid, grid_differences
-from hnseg.signals import signal_name
+from hnseg.signals import held_signals, signal_name
 
 log = logging.getLogger(__name__)
 
@@ -407,19 +407,6 @@ def _register_arrays(fixed_a: np.ndarray, fixed_grid: sitk.Image, moving_a: np.n
 # the child process
 
 
-def _block_stop_signals():
-    """Block SIGTERM / SIGINT in this thread until the returned mask is restored (``pthread_sigmask``;
-    a signal that arrives meanwhile is delivered, i.e. raised, on restore). None where unsupported."""
-    if not hasattr(signal, "pthread_sigmask"):
-        return None
-    return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-
-
-def _restore_signals(mask) -> None:
-    if mask is not None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-
-
 def _stop_child(proc: subprocess.Popen) -> None:
     """SIGTERM, then SIGKILL after ``CHILD_GRACE_S``; returns when the child is reaped."""
     if proc.poll() is not None:
@@ -455,7 +442,6 @@ def _run_child(work: Path) -> subprocess.Popen:
     env = dict(os.environ)  # the child imports the same hnseg as this process
     env["PYTHONPATH"] = os.pathsep.join([str(_PACKAGE_ROOT), *filter(None, [env.get("PYTHONPATH")])])
     with open(work / CHILD_LOG, "wb") as out:
-        # started with SIGTERM / SIGINT blocked (see _register_in_child): the child unblocks them itself
         return subprocess.Popen([sys.executable, "-m", CHILD_MODULE, str(work), str(os.getpid())],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
                                 close_fds=True)
@@ -478,11 +464,8 @@ def _register_in_child(fixed_a: np.ndarray, fixed_grid: sitk.Image, moving_a: np
         job = {"settings": settings.model_dump(mode="json"), "fixed": _geometry(fixed_grid),
                "moving": _geometry(moving_grid), "mask": _geometry(mask_grid)}
         (work / "job.json").write_text(json.dumps(job))
-        blocked = _block_stop_signals()  # a signal cannot come between the start and ``proc``
-        try:
+        with held_signals():  # a signal cannot come between the start and ``proc``: it is raised after
             proc = _run_child(work)
-        finally:
-            _restore_signals(blocked)  # a signal held meanwhile is raised here, with ``proc`` known
         log.debug("elastix runs in child process %d (work folder %s)", proc.pid, work)
         while proc.poll() is None:
             time.sleep(CHILD_POLL_S)
@@ -494,13 +477,10 @@ def _register_in_child(fixed_a: np.ndarray, fixed_grid: sitk.Image, moving_a: np
         return (np.load(work / "out_image.npy", allow_pickle=False),
                 np.load(work / "out_mask.npy", allow_pickle=False), log_text, float(result["seconds"]))
     finally:
-        blocked = _block_stop_signals()  # a second signal must not cut the clean-up short
-        try:
+        with held_signals():  # a second signal must not cut the clean-up short
             if proc is not None:
                 _stop_child(proc)
             shutil.rmtree(work, ignore_errors=True)
-        finally:
-            _restore_signals(blocked)
 
 
 # ----------------------------------------------------------------------------------------------

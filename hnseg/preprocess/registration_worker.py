@@ -6,8 +6,10 @@ private temporary folder: ``job.json`` (settings and the three grids) and ``fixe
 ``mask.npy`` in; ``out_image.npy``, ``out_mask.npy``, ``elastix/elastix.log`` and, last, ``result.json``
 (``{"seconds": …}`` or ``{"error": {"name", "message"}}``) out. The parent removes the folder.
 
-Signals: SIGTERM and SIGINT keep (SIGINT: get back) their default action, so that the parent's SIGTERM,
-or Ctrl-C reaching the whole process group, ends the child at once, even inside elastix. The child does
+Signals: the parent decides. SIGTERM keeps its default action, so that the parent's SIGTERM ends the
+child at once, even inside elastix; SIGINT is ignored, so that Ctrl-C, which a terminal sends to the
+whole process group, reaches the parent only, which then stops the child (a child dying first would
+look like a failed registration rather than an interrupted one). The child does
 not outlive its parent: on Linux it asks the kernel for SIGKILL when the parent dies
 (``prctl(PR_SET_PDEATHSIG)``, which also covers a parent killed by SIGKILL, where no clean-up code can
 run), then checks that the parent has not already gone (``os.getppid()``). Elsewhere a daemon thread
@@ -78,10 +80,11 @@ def run(work: Path) -> dict:
 
 def main(argv: list[str]) -> int:
     work, parent_pid = Path(argv[0]), int(argv[1])
-    signal.signal(signal.SIGINT, signal.SIG_DFL)  # python's default raises KeyboardInterrupt, later
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent acts on Ctrl-C (see the module docstring)
     _die_with_parent(parent_pid)
-    if hasattr(signal, "pthread_sigmask"):  # the parent blocked them around the start; this is the child
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    if hasattr(signal, "pthread_sigmask"):  # a blocked mask is inherited: the parent must be able to stop us
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     try:
         result = run(work)
     except Exception as exc:  # reported to the parent, which raises RegistrationError
