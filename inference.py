@@ -4,7 +4,7 @@
 Outside Docker: ``python inference.py --input CASE_DIR --output OUT_DIR [--weights DIR] [--task T]``
 (or the HNSEG_INPUT / HNSEG_OUTPUT / HNSEG_WEIGHTS environment variables); ``-v`` for debug logs.
 Exit code 0 on success, 2 on a user error (named error on stderr, nothing written under the output
-folder).
+folder), 143 / 130 when stopped by SIGTERM / SIGINT (``Interrupted: …`` on stderr, no partial file).
 """
 
 import sys

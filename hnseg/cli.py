@@ -9,7 +9,9 @@
     hnseg weights   verify DIR …                     (sha256 manifest of weights folders)
     hnseg compare   --expected DIR --actual DIR       (same files, geometry, voxels; used by test.sh)
 
-User errors (``HnsegError``) print ``<ErrorName>: <message>`` and exit with code 2.
+User errors (``HnsegError``) print ``<ErrorName>: <message>`` and exit with code 2. A run stopped by
+SIGTERM / SIGINT (``hnseg.signals.Interrupted``) prints ``Interrupted: <SIGNAL> received …`` and exits
+128 + signal number (143 / 130).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 from collections.abc import Sequence
 
 from hnseg.errors import HnsegError
+from hnseg.signals import Interrupted
 
 log = logging.getLogger("hnseg")
 
@@ -47,11 +50,15 @@ def setup_logging(verbose: bool = False) -> None:
 
 
 def run_with_errors(fn, *args) -> int:
-    """Call ``fn``; a user error becomes one readable line on stderr and exit code 2."""
+    """Call ``fn``; a user error becomes one readable line on stderr and exit code 2, a stop signal
+    that the sub-command did not report itself one line and 128 + signal number."""
     try:
         return int(fn(*args) or 0)
     except HnsegError as exc:
         sys.stderr.write(f"{exc.name}: {exc}\n")
+        return exc.exit_code
+    except Interrupted as exc:
+        sys.stderr.write(f"Interrupted: {exc.signal_name} received; the run stopped\n")
         return exc.exit_code
 
 

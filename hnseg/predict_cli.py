@@ -1,11 +1,19 @@
-"""``hnseg predict`` / ``inference.py``: segment one grand-challenge case folder."""
+"""``hnseg predict`` / ``inference.py``: segment one grand-challenge case folder.
+
+SIGTERM / SIGINT (``docker stop``, a scheduler's time limit, Ctrl-C) stop the run through
+``hnseg.signals``: the exception unwinds the pipeline, the atomic writers remove their temporary file,
+one line ``Interrupted: SIGTERM received …`` goes to stderr and the exit code is 128 + signal number
+(143 / 130). Every output file is complete or absent.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from hnseg.settings import build_settings
+from hnseg.signals import Interrupted, StopSignals
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
@@ -34,8 +42,15 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from hnseg.pipeline import run_grand_challenge
-
     settings = build_settings(vars(args))
-    run_grand_challenge(settings)
+    with StopSignals() as signals:
+        try:
+            with signals.interruptible():  # importing torch included: it takes seconds
+                from hnseg.pipeline import run_grand_challenge
+
+                run_grand_challenge(settings)
+        except Interrupted as exc:
+            sys.stderr.write(f"Interrupted: {exc.signal_name} received; the run stopped, every file under "
+                             f"{settings.output_dir} is complete or absent (no partial output)\n")
+            return exc.exit_code
     return 0

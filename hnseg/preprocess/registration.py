@@ -38,20 +38,42 @@ Cost: the B-spline stage dominates. On one CPU core its bending-energy penalty c
 0.15–0.25 s per iteration (10000 samples) and the optimizer's automatic step-size estimation
 10–30 s per registration, independent of the iteration count; the organizers' 3 × 5000 iterations
 therefore take the better part of an hour on one core. The rigid stage takes about a second.
-Memory: loading ITK's modules (``import itk`` is lazy; the first use of a class loads them) takes
-10–20 s and ~1.5 GB resident, so this module does it on its first call only, outside the timed
-part; the registration itself adds ~0.2 GB for a 300k-voxel pair (peak 1.7 GB measured).
 
-elastix writes nothing to the console (``LogToConsole`` off). Its log goes to a temporary folder,
-deleted afterwards, from which the final metric value is read; a one-line summary goes to the
-``hnseg.preprocess.registration`` logger.
+Child process: elastix runs in C++ for minutes, during which Python cannot run a signal handler, so a
+SIGTERM from Slurm / Kubernetes would wait for it (and be followed by SIGKILL, leaving temp folders
+behind). ``register_pre_to_mid`` therefore checks its inputs here and runs elastix + transformix in a
+fresh ``python -m hnseg.preprocess.registration_worker`` process (not a fork: torch's and ITK's threads
+do not survive one), passing arrays (``.npy``, no pickle) and grids (JSON) through a private temporary
+folder that is always removed. The parent waits in 0.2 s slices; on any ``BaseException`` (``Interrupted``
+/ ``BatchInterrupted`` from ``hnseg.signals``, ``KeyboardInterrupt``, ``SystemExit``) it sends the child
+SIGTERM, then SIGKILL after 2 s, reaps it, removes the folder and re-raises. The child dies with its
+parent even when the parent is killed by SIGKILL (``PR_SET_PDEATHSIG``, see the worker module). A
+failure in the child is still a ``RegistrationError`` with elastix's message; a child that dies without
+a result (segfault, OOM kill) is a ``RegistrationError`` naming the signal or exit code. The results
+are the same code's, bit for bit (``test/test_registration.py``).
+
+Memory and start-up: loading ITK's modules (``import itk`` is lazy; the first use of a class loads
+them) takes 10–25 s and ~1.5 GB resident. It now happens in the child, on EVERY call (outside the
+timed ``seconds``), and that memory is returned when the child ends; the calling process never
+imports ITK. The registration itself adds ~0.2 GB for a 300k-voxel pair (peak 1.7 GB measured, in
+the child).
+
+elastix writes nothing to the console (``LogToConsole`` off). Its log goes to the temporary folder,
+from which the final metric value is read; a one-line summary goes to the
+``hnseg.preprocess.registration`` logger (of the calling process).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
 import re
+import shutil
+import signal
+import subprocess
+import sys
 import tempfile
 import time
 from contextlib import contextmanager
@@ -67,11 +89,20 @@ from hnseg.errors import (
     GridMismatchError, ImageDimensionError, MaskLabelError, NonFiniteImageError, RegistrationError,
 )
 from hnseg.load.grid import describe_grid, grid_differences
+from hnseg.signals import held_signals, signal_name
 
 log = logging.getLogger(__name__)
 
 #: The organizers' B-spline parameter file, shipped with hnseg.
 PARAMETER_FILE = Path(__file__).resolve().parent / "data" / "Elastix_parameterset_23.txt"
+
+#: The module run as the registration child (``python -m``), its output file, elastix's log file.
+CHILD_MODULE = "hnseg.preprocess.registration_worker"
+CHILD_LOG = "child.log"
+ELASTIX_LOG = "elastix.log"
+CHILD_POLL_S = 0.2  # the parent waits for the child in slices this long (its signal handler runs between)
+CHILD_GRACE_S = 2.0  # after SIGTERM, the child gets this long before SIGKILL
+_PACKAGE_ROOT = Path(__file__).resolve().parents[2]  # the folder holding hnseg/: the child's import path
 
 
 class RegistrationSettings(BaseModel):
@@ -324,10 +355,143 @@ def _failure_text(exc: Exception) -> str:
 # the registration
 
 
+def _geometry(image: sitk.Image) -> dict:
+    """An image's grid as JSON (floats round-trip exactly through ``json``)."""
+    return {"size": list(image.GetSize()), "spacing": list(image.GetSpacing()),
+            "origin": list(image.GetOrigin()), "direction": list(image.GetDirection())}
+
+
+def _grid_image(geometry: dict) -> sitk.Image:
+    """A placeholder image with ``geometry``'s grid (for ``_to_itk`` / ``_to_sitk``, which use the grid only)."""
+    image = sitk.Image([int(v) for v in geometry["size"]], sitk.sitkUInt8)
+    image.SetSpacing([float(v) for v in geometry["spacing"]])
+    image.SetOrigin([float(v) for v in geometry["origin"]])
+    image.SetDirection([float(v) for v in geometry["direction"]])
+    return image
+
+
+def _register_arrays(fixed_a: np.ndarray, fixed_grid: sitk.Image, moving_a: np.ndarray,
+                     moving_grid: sitk.Image, mask: np.ndarray, mask_grid: sitk.Image,
+                     settings: RegistrationSettings, output_dir: Path) -> tuple[sitk.Image, sitk.Image, float]:
+    """elastix + transformix in this process (the registration child runs this): the registered image
+    (float32) and mask (uint8) on ``fixed_grid`` and the seconds taken; elastix's log is written to
+    ``output_dir/elastix.log``."""
+    itk = _itk()
+    t0 = time.perf_counter()
+    fixed = _to_itk(fixed_a, fixed_grid)
+    moving = _to_itk(moving_a, moving_grid)
+    del fixed_a, moving_a
+    parameters = _parameter_object(settings)
+    method = itk.ElastixRegistrationMethod[type(fixed), type(moving)].New()
+    method.SetFixedImage(fixed)
+    method.SetMovingImage(moving)
+    method.SetParameterObject(parameters)
+    method.SetLogToConsole(False)
+    method.SetOutputDirectory(str(output_dir))
+    method.SetLogToFile(True)
+    method.SetLogFileName(ELASTIX_LOG)
+    try:
+        with _itk_threads(settings.threads):
+            method.Update()
+    except Exception as exc:
+        raise _registration_error(
+            f"elastix could not register the pre-RT image onto the mid-RT image: "
+            f"{_failure_text(exc)}") from exc
+    image = _to_sitk(method.GetOutput(), fixed_grid, "registered pre-RT image")
+    image = sitk.Cast(image, sitk.sitkFloat32)
+    warped = _warp_mask(mask, mask_grid, method.GetTransformParameterObject(), fixed_grid)
+    return image, warped, time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------------------------------------
+# the child process
+
+
+def _stop_child(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after ``CHILD_GRACE_S``; returns when the child is reaped."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=CHILD_GRACE_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.debug("stopped the registration child process %d (%s)", proc.pid, proc.returncode)
+
+
+def _child_failure(proc: subprocess.Popen, work: Path) -> Exception:
+    """The error for a child that ended without a result: its own error, else how it ended."""
+    result = work / "result.json"
+    if result.is_file():
+        error = json.loads(result.read_text()).get("error") or {}
+        if error.get("name") == "RegistrationError":
+            return _registration_error(error.get("message", ""))
+        return _registration_error(f"the registration child process failed: {error.get('name')}: "
+                                   f"{error.get('message')}")
+    rc = proc.returncode
+    how = f"was killed by {signal_name(-rc)}" if rc < 0 else f"exited with code {rc}"
+    out = work / CHILD_LOG
+    tail = out.read_text(errors="replace").strip().splitlines()[-5:] if out.is_file() else []
+    return _registration_error(f"the elastix child process {how} without a result"
+                               + (f"; its last output: {' | '.join(tail)[-600:]}" if tail else ""))
+
+
+def _run_child(work: Path) -> subprocess.Popen:
+    """Start the registration child on the job in ``work`` (see ``registration_worker``)."""
+    env = dict(os.environ)  # the child imports the same hnseg as this process
+    env["PYTHONPATH"] = os.pathsep.join([str(_PACKAGE_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    with open(work / CHILD_LOG, "wb") as out:
+        return subprocess.Popen([sys.executable, "-m", CHILD_MODULE, str(work), str(os.getpid())],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                close_fds=True)
+
+
+def _register_in_child(fixed_a: np.ndarray, fixed_grid: sitk.Image, moving_a: np.ndarray,
+                       moving_grid: sitk.Image, mask: np.ndarray, mask_grid: sitk.Image,
+                       settings: RegistrationSettings) -> tuple[np.ndarray, np.ndarray, str, float]:
+    """``_register_arrays`` in a child process, through a private temporary folder (always removed):
+    the registered image and mask arrays, elastix's log text and the seconds taken.
+
+    The parent waits in ``CHILD_POLL_S`` slices, so that its signal handler runs promptly; on any
+    ``BaseException`` (``Interrupted``, ``KeyboardInterrupt``, ``SystemExit``) it stops the child
+    (SIGTERM, then SIGKILL), removes the folder and re-raises."""
+    work = Path(tempfile.mkdtemp(prefix="hnseg-elastix-"))
+    proc = None
+    try:
+        for name, array in (("fixed", fixed_a), ("moving", moving_a), ("mask", mask)):
+            np.save(work / f"{name}.npy", array, allow_pickle=False)
+        job = {"settings": settings.model_dump(mode="json"), "fixed": _geometry(fixed_grid),
+               "moving": _geometry(moving_grid), "mask": _geometry(mask_grid)}
+        (work / "job.json").write_text(json.dumps(job))
+        with held_signals():  # a signal cannot come between the start and ``proc``: it is raised after
+            proc = _run_child(work)
+        log.debug("elastix runs in child process %d (work folder %s)", proc.pid, work)
+        while proc.poll() is None:
+            time.sleep(CHILD_POLL_S)
+        if proc.returncode != 0 or not (work / "result.json").is_file():
+            raise _child_failure(proc, work)
+        result = json.loads((work / "result.json").read_text())
+        log_path = work / "elastix" / ELASTIX_LOG
+        log_text = log_path.read_text(errors="replace") if log_path.is_file() else ""
+        return (np.load(work / "out_image.npy", allow_pickle=False),
+                np.load(work / "out_mask.npy", allow_pickle=False), log_text, float(result["seconds"]))
+    finally:
+        with held_signals():  # a second signal must not cut the clean-up short
+            if proc is not None:
+                _stop_child(proc)
+            shutil.rmtree(work, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# the registration
+
+
 def register_pre_to_mid(pre_image: sitk.Image, pre_mask: sitk.Image, mid_image: sitk.Image,
                         settings: RegistrationSettings | None = None) -> RegistrationResult:
     """Register ``pre_image`` (moving) onto ``mid_image`` (fixed) and warp ``pre_mask`` with the
-    found transform; both outputs lie on ``mid_image``'s grid (see the module docstring)."""
+    found transform; both outputs lie on ``mid_image``'s grid (see the module docstring). The inputs
+    are checked here; elastix runs in a child process that SIGTERM / SIGINT stop within seconds."""
     settings = settings or RegistrationSettings()
     for image, what in ((pre_image, "pre-RT image"), (pre_mask, "pre-RT mask"),
                         (mid_image, "mid-RT image")):
@@ -346,35 +510,17 @@ def register_pre_to_mid(pre_image: sitk.Image, pre_mask: sitk.Image, mid_image: 
     if not param_file.is_file():
         raise _registration_error(f"elastix parameter file not found: expected {param_file}")
 
-    itk = _itk()
-    t0 = time.perf_counter()
-    fixed = _to_itk(fixed_a, mid_image)
-    moving = _to_itk(moving_a, pre_image)
+    image_a, mask_a, log_text, seconds = _register_in_child(
+        fixed_a, mid_image, moving_a, pre_image, mask, pre_mask, settings)
     del fixed_a, moving_a
-    parameters = _parameter_object(settings)
-    with tempfile.TemporaryDirectory(prefix="hnseg-elastix-") as tmp:
-        method = itk.ElastixRegistrationMethod[type(fixed), type(moving)].New()
-        method.SetFixedImage(fixed)
-        method.SetMovingImage(moving)
-        method.SetParameterObject(parameters)
-        method.SetLogToConsole(False)
-        method.SetOutputDirectory(tmp)
-        method.SetLogToFile(True)
-        method.SetLogFileName("elastix.log")
-        try:
-            with _itk_threads(settings.threads):
-                method.Update()
-        except Exception as exc:
-            raise _registration_error(
-                f"elastix could not register the pre-RT image onto the mid-RT image: "
-                f"{_failure_text(exc)}") from exc
-        log_path = Path(tmp) / "elastix.log"
-        log_text = log_path.read_text(errors="replace") if log_path.is_file() else ""
-        image = _to_sitk(method.GetOutput(), mid_image, "registered pre-RT image")
-        image = sitk.Cast(image, sitk.sitkFloat32)
-
-        warped = _warp_mask(mask, pre_mask, method.GetTransformParameterObject(), mid_image)
-    seconds = time.perf_counter() - t0
+    expected = tuple(reversed(mid_image.GetSize()))
+    if image_a.shape != expected or mask_a.shape != expected:
+        raise _registration_error(f"the registration child returned arrays of shape {image_a.shape} / "
+                                  f"{mask_a.shape}, expected {expected} (the mid-RT grid)")
+    image = sitk.GetImageFromArray(image_a.astype(np.float32, copy=False))
+    image.CopyInformation(mid_image)
+    warped = sitk.GetImageFromArray(mask_a.astype(np.uint8, copy=False))
+    warped.CopyInformation(mid_image)
 
     stages = (["rigid (elastix default map)"] if settings.rigid else []) + [f"bspline ({param_file.name})"]
     record = RegistrationRecord(
