@@ -86,7 +86,7 @@ def read_image(path: str | os.PathLike, what: str | None = None, modality: str |
         # GDCM opens every file of the folder: no FIFO (blocks), device or link out of the input folder
         for entry in sorted(path.iterdir()):
             if not entry.name.startswith("."):
-                check_regular_file(entry, root if root is not None else path, f"{label}: DICOM folder entry",
+                check_regular_file(entry, root if root is not None else path, f"DICOM file {entry.name} of {label}",
                                    allow_folder=True)
 
         image = read_dicom_series(path, what or "", modality)
