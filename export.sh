@@ -47,7 +47,10 @@ if [ "$DO_MODEL" = 1 ]; then
   mapfile -t TASKS < <(find "$WEIGHTS" -mindepth 2 -maxdepth 2 -name hnseg_weights.json -printf '%h\n' | xargs -rn1 basename | sort)
   [ "${#TASKS[@]}" -gt 0 ] || { echo "export.sh: no <task>/hnseg_weights.json under $WEIGHTS" >&2; exit 2; }
   echo "verifying ${TASKS[*]} (sha256 manifests) with $IMAGE"
-  docker run --rm --network none --read-only --entrypoint python -v "$WEIGHTS":/weights:ro "$IMAGE" \
+  # grand-challenge's restrictions; verify builds the networks, and nnU-Net's trainer module imports
+  # matplotlib, which needs a writable temp folder (MPLCONFIGDIR points into /tmp)
+  docker run --rm --network none --read-only --tmpfs /tmp:rw,size=512m,mode=1777 --cap-drop ALL \
+    --security-opt no-new-privileges --entrypoint python -v "$WEIGHTS":/weights:ro "$IMAGE" \
     -m hnseg weights verify "${TASKS[@]/#//weights/}"
   tmp="$OUT/.model.tar.gz.part"
   # reproducible: sorted names, fixed owner and time, no gzip timestamp
