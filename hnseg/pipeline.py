@@ -19,6 +19,7 @@ from hnseg.postprocess.nesting import enforce_nesting
 from hnseg.postprocess.prior_overlap import drop_components_without_prior
 from hnseg.predict.weights import locate
 from hnseg.preprocess.channels import build_channels
+from hnseg.preprocess.orientation import CANONICAL, Reorientation, reorient_case
 from hnseg.settings import PredictSettings, RunSettings
 from hnseg.tasks import TaskProfile, detect_task, get_task
 from hnseg.tasks.encoding import pieces_to_stack
@@ -46,6 +47,10 @@ class Segmenter:
             log.warning("prior margin overridden: %s (weights trained with %s)",
                         settings.prior_margin, self.prior.margin)
             self.prior = self.prior.model_copy(update={"margin": tuple(settings.prior_margin)})
+        self.orientation = meta.orientation or CANONICAL
+        if meta.orientation is None:
+            log.warning("%s: the weights do not record the orientation they were trained in; "
+                        "assuming %s (hnseg's canonical orientation)", weights_folder, CANONICAL)
         self.overlap_rule = (meta.postprocess_prior_overlap if settings.prior_overlap_rule is None
                              else settings.prior_overlap_rule)
         if task.stack_output is not None and (meta.encoding is None or meta.encoding.structures != task.structures):
@@ -60,40 +65,50 @@ class Segmenter:
         return load_case(self.task, files, root=root, force=force)
 
     def segment(self, case: Case) -> dict[str, object]:
-        """Output values by output slug: SimpleITK images (label map / 4D stack), JSON-able dicts."""
+        """Output values by output slug: SimpleITK images (label map / 4D stack), JSON-able dicts.
+
+        The network sees the case in the weights' orientation; every mask is mapped back onto the
+        exact grid of the case's reference image."""
         t0 = time.perf_counter()
-        channels = build_channels(case, self.engine.meta.channels, self.prior)
+        work, back = reorient_case(case, self.orientation)
+        if not back.identity:
+            log.info("reoriented %s → %s for the network (axes permuted/flipped, no resampling)",
+                     back.source, back.target)
+        channels = build_channels(work, self.engine.meta.channels, self.prior)
         encoding = self.engine.meta.encoding
         if encoding is None:
-            values = self._label_map_outputs(case, self.engine.predict(channels, case.reference))
+            seg = self.engine.predict(channels, work.reference)
+            values = self._label_map_outputs(case, work, back, seg)
         elif encoding.mode == "regions":
-            values = self._stack_outputs(case, channels, self.engine.predict_regions(channels, case.reference))
+            stack = self.engine.predict_regions(channels, work.reference)
+            values = self._stack_outputs(case, work, back, channels, stack)
         else:
-            pieces = self.engine.predict(channels, case.reference)
-            values = self._stack_outputs(case, channels, pieces_to_stack(pieces, encoding))
+            pieces = self.engine.predict(channels, work.reference)
+            values = self._stack_outputs(case, work, back, channels, pieces_to_stack(pieces, encoding))
         log.info("segmented %s case in %.1f s", self.task.name, time.perf_counter() - t0)
         return values
 
-    def _label_map_outputs(self, case: Case, seg) -> dict[str, object]:
+    def _label_map_outputs(self, case: Case, work: Case, back: Reorientation, seg) -> dict[str, object]:
         prior_ch = self.task.prior_channel
         if self.overlap_rule and prior_ch is not None:
-            seg = drop_components_without_prior(seg, case.array(prior_ch.mask_socket),
+            seg = drop_components_without_prior(seg, work.array(prior_ch.mask_socket),
                                                 labels=tuple(self.task.label_map.values()))
-        out = label_image(seg, case.reference, self.task.label_map)
+        out = label_image(back.to_stored(seg), case.reference, self.task.label_map)
         return {o.slug: out for o in self.task.outputs if o.kind == "label-map"}
 
-    def _stack_outputs(self, case: Case, channels, stack) -> dict[str, object]:
-        """``stack`` (S, z, y, x) in the task's structure order → the task's stack / JSON outputs."""
+    def _stack_outputs(self, case: Case, work: Case, back: Reorientation, channels, stack) -> dict[str, object]:
+        """``stack`` (S, z, y, x), canonical, in the task's structure order → the task's stack / JSON
+        outputs on the case's reference grid."""
         structures = list(self.task.structures)
         enforce_nesting(stack, structures, self.task.nested)
         values: dict[str, object] = {}
         for o in self.task.outputs:
             if o.kind == "binary-stack":
-                values[o.slug] = stack_image(stack[[structures.index(s) for s in o.structures]],
+                values[o.slug] = stack_image(back.to_stored(stack[[structures.index(s) for s in o.structures]]),
                                              case.reference)
             elif o.kind == "json" and self.task.t_stage is not None:
                 tumor = stack[structures.index(self.task.t_stage.tumor)]
-                probs = self.engine.predict_t_stage(channels, case.reference, tumor)
+                probs = self.engine.predict_t_stage(channels, work.reference, tumor)
                 values[o.slug] = TStageOutput.from_probabilities(probs).model_dump()
         return values
 

@@ -34,7 +34,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", default=None,
                    help="segment images whose intensities look implausible for their modality (logged as a "
                         "warning) instead of refusing them ($HNSEG_FORCE=1)")
-    p.add_argument("--prior-margin", dest="prior_margin", help="override the box prior margin: 5 or 5,5,2 (voxels x,y,z)")
+    p.add_argument("--prior-margin", dest="prior_margin",
+                   help="override the box prior margin: 5 or 5,5,2 (voxels along the canonical x, y, z: L-R, P-A, S-I)")
     rule = p.add_mutually_exclusive_group()
     rule.add_argument("--prior-overlap-rule", dest="prior_overlap_rule", action="store_true", default=None,
                       help="drop predicted components not touching the registered pre-RT mask of their class")

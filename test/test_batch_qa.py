@@ -175,3 +175,18 @@ def test_batch_no_qa_omits_it(one_case, tmp_path):
     assert main(["batch", "-i", str(one_case), "-o", str(out), "--no-qa", *FAST]) == 0
     assert not (out / "q1" / QA_FILE).exists()
     assert json.loads((out / "q1" / "report.json").read_text())["qa_png"] is None
+
+
+def test_a_sagittally_stored_case_draws_the_same_sheet(tmp_path):
+    """The sheet is drawn in LPS: the same image and masks stored sagittally (SimpleITK's DICOMOrient
+    makes the copy) give the identical PNG, and its axial panel is axial."""
+    from hnseg.preprocess.orientation import Reorientation
+
+    image, structures = _image(), {"A": A, "B": B}
+    want = imread(qa_sheet(image, structures, tmp_path / "lps.png", "t"))
+    sag = sitk.DICOMOrient(image, "PIR")
+    r = Reorientation.of(image, "PIR")  # checked against DICOMOrient in test_orientation.py
+    stored = {n: r.to_canonical(m) for n, m in structures.items()}
+    assert stored["A"].shape == sitk.GetArrayViewFromImage(sag).shape != A.shape
+    got = imread(qa_sheet(sag, stored, tmp_path / "pir.png", "t"))
+    assert np.array_equal(got, want)

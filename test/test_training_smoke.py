@@ -56,6 +56,7 @@ def test_convert_train_export_infer(tmp_path):
     meta = json.loads((out / "hnseg_weights.json").read_text())
     assert meta["prior"]["kind"] == "box" and meta["nnunet"]["folds"] == [0]
     assert meta["nnunet"]["configuration"] == "3d_tiny"
+    assert meta["orientation"] == "LPS"  # the conversion's canonical orientation, recorded for inference
 
     case_dir, out_dir = tmp_path / "case", tmp_path / "out"
     write_gc_case(cases[0], case_dir, "hntsmrg-task2")

@@ -6,8 +6,9 @@ non-empty structure: a label column (name, volume in cc) and three square panels
 pixels. More than ``MAX_ROWS`` structures wrap into side-by-side groups of columns (45 OARs: 3 groups
 of 15 rows), so the sheet is at most ``MAX_ROWS`` panels tall.
 
-Orientation assumes a near-identity direction matrix (voxel axes x, y, z ≈ patient L, P, S in LPS):
-the axial panel shows a fixed z with y (anterior) at the top, the coronal and sagittal panels a fixed
+The image and masks are first brought to the canonical LPS orientation (``preprocess.orientation``:
+voxel axes x, y, z ≈ patient L, P, S), so any storage (coronal, sagittal series) draws the same: the
+axial panel shows a fixed z with y (anterior) at the top, the coronal and sagittal panels a fixed
 y / x with z (superior) up. Pixel aspect follows the voxel spacing. Rendering uses matplotlib's Agg
 canvas only (no pyplot, no global backend state).
 """
@@ -25,6 +26,8 @@ import SimpleITK as sitk
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+
+from hnseg.preprocess.orientation import CANONICAL, Reorientation
 
 log = logging.getLogger(__name__)
 
@@ -146,14 +149,17 @@ def _label(fig: Figure, rect: list[float], text: str, col: str, width: int) -> N
 def qa_sheet(image: sitk.Image, structures: dict[str, np.ndarray], path: Path, title: str) -> Path:
     """Draw the QA sheet of ``structures`` (name → boolean (z, y, x) mask on ``image``'s grid) over the
     3D ``image`` and write it as a PNG to ``path``."""
-    array = sitk.GetArrayFromImage(image).astype(np.float32)
-    if array.ndim != 3:
-        raise ValueError(f"QA sheet: expected a 3D image, found {array.ndim}D")
+    if image.GetDimension() != 3:
+        raise ValueError(f"QA sheet: expected a 3D image, found {image.GetDimension()}D")
+    # drawn in LPS whatever the storage, so the axial panel is axial for a coronal or sagittal series
+    r = Reorientation.of(image, CANONICAL)
+    array = r.to_canonical(sitk.GetArrayFromImage(image).astype(np.float32))
+    for name, m in structures.items():
+        if m.shape != tuple(reversed(image.GetSize())):
+            raise ValueError(f"QA sheet: mask {name!r} has shape {m.shape}, image {tuple(reversed(image.GetSize()))}")
+    structures = {name: r.to_canonical(m) for name, m in structures.items()}
     present = [n for n, m in structures.items() if m.any()]
     missing = [n for n, m in structures.items() if not m.any()]
-    for name in present:
-        if structures[name].shape != array.shape:
-            raise ValueError(f"QA sheet: mask {name!r} has shape {structures[name].shape}, image {array.shape}")
     groups, rows = grid_shape(len(present))
     width = groups * Layout(groups, rows, 1).group_px
     lines = header_text(title, missing, width)
@@ -165,7 +171,7 @@ def qa_sheet(image: sitk.Image, structures: dict[str, np.ndarray], path: Path, t
         fig.text(6 / width, 1 - (6 + (i + 0.5) * HEADER_LINE_PX) / height, line, va="center", ha="left",
                  fontsize=11 if i == 0 else 9, fontweight="bold" if i == 0 else "normal")
     grey = window(array)
-    spacing = tuple(float(s) for s in image.GetSpacing())
+    spacing = r.geometry(image)[1]
     voxel_cc = float(np.prod(spacing)) / 1000.0
     for slot, name in enumerate(present):
         mask = structures[name]

@@ -210,6 +210,7 @@ class BatchRunner:
         settings["folds_used"] = list(self.settings.predict.folds or engine.meta.nnunet.folds)
         settings["device_used"] = str(engine.predictor.device)
         settings["prior_overlap_rule_used"] = bool(self.segmenter.overlap_rule)
+        settings["network_orientation"] = self.segmenter.orientation
         return settings
 
     def _write_case(self, folder: Path, values: dict[str, object]) -> tuple[dict[str, list[str]], list, dict | None,

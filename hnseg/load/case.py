@@ -49,6 +49,12 @@ class Case:
             self._arrays[slug] = sitk.GetArrayFromImage(self.images[slug])
         return self._arrays[slug]
 
+    def with_images(self, images: dict[str, sitk.Image]) -> "Case":
+        """The same case over other images (e.g. reoriented); arrays already read are kept for the
+        images that are the same objects."""
+        arrays = {s: a for s, a in self._arrays.items() if images.get(s) is self.images.get(s)}
+        return Case(task=self.task, files=self.files, images=dict(images), _arrays=arrays)
+
     def describe(self, slug: str) -> str:
         return f"socket {slug!r} ({self.files[slug]})"
 

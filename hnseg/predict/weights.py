@@ -29,9 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from hnseg.errors import WeightsError, WeightsIntegrityError
+from hnseg.preprocess.orientation import valid_code
 from hnseg.preprocess.priors import PriorSpec
 from hnseg.tasks import ChannelSpec
 from hnseg.tasks.encoding import StructureEncoding
@@ -71,11 +72,22 @@ class WeightsMetadata(BaseModel):
     postprocess_prior_overlap: bool = Field(
         default=False, description="drop predicted components not touching the registered mask (task 2)"
     )
+    orientation: str | None = Field(
+        default=None, description="SimpleITK orientation code every training case was brought to "
+        "(hnseg.preprocess.orientation); inference reorients inputs to it. None: not recorded (older exports)"
+    )
     nnunet: NnunetInfo
     training: dict[str, Any] = Field(default_factory=dict)
     demo: bool = False
     note: str = ""
     files: dict[str, str] = Field(description="path relative to the weights folder → sha256")
+
+    @field_validator("orientation")
+    @classmethod
+    def _orientation_code(cls, v: str | None) -> str | None:
+        if v is not None and not valid_code(v):
+            raise ValueError(f"expected an orientation code such as 'LPS', found {v!r}")
+        return v
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

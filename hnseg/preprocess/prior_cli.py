@@ -15,6 +15,7 @@ import SimpleITK as sitk
 from hnseg.errors import GridMismatchError
 from hnseg.io.read import check_3d_scalar, check_finite, read_image
 from hnseg.io.write import write_image_atomic
+from hnseg.preprocess.orientation import CANONICAL, Reorientation
 from hnseg.preprocess.priors import PriorSpec, compute_prior
 
 log = logging.getLogger(__name__)
@@ -43,7 +44,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--kind", choices=("box", "band"), default="box", help="prior kind (default: box)")
     p.add_argument(
         "--margin", type=_margin, default=(5, 5, 5),
-        help="box margin in voxels: one value or x,y,z (default: 5)",
+        help="box margin in voxels: one value or x,y,z along the canonical (LPS) axes (default: 5)",
     )
     p.add_argument("--band-mm", type=float, default=10.0, help="band width in mm (default: 10)")
     p.add_argument("--sigma", type=float, default=1.0, help="Gaussian sigma in voxels (default: 1)")
@@ -89,7 +90,11 @@ def run(args: argparse.Namespace) -> int:
     check_3d_scalar(mask, f"mask ({args.mask})")
     check_same_grid(image, mask, str(args.image), str(args.mask))
     check_finite(sitk.GetArrayViewFromImage(image), f"image ({args.image})")
-    prior = compute_prior(image, mask, spec)
+    # as inference builds it: on the canonical axes (the margin's x, y, z), then back onto the image grid
+    r = Reorientation.of(image, CANONICAL)
+    canonical = compute_prior(r.image(image), r.image(mask), spec)
+    prior = sitk.GetImageFromArray(r.to_stored(sitk.GetArrayFromImage(canonical)))
+    prior.CopyInformation(image)
     write_image_atomic(prior, args.out)
     log.info("wrote %s prior %s", spec.kind, args.out)
     return 0

@@ -170,5 +170,5 @@ def run(args: argparse.Namespace) -> int:
                        state["configuration"], name, training, demo=args.demo, note=args.note,
                        postprocess_prior_overlap=args.prior_overlap_rule,
                        encoding=StructureEncoding.model_validate(encoding) if encoding else None,
-                       weights_dtype=args.weights_dtype)
+                       weights_dtype=args.weights_dtype, orientation=conversion.get("orientation"))
     return 0

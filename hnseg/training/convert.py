@@ -1,6 +1,8 @@
 """Release samples → an nnU-Net raw dataset, building channels with the inference code path.
 
-Each sample is loaded and validated like an inference case (``load_case``), its channels built by
+Each sample is loaded and validated like an inference case (``load_case``), brought to hnseg's
+canonical orientation (``preprocess.orientation``: axes permuted/flipped, recorded in the
+conversion record and from there in the weights), its channels built by
 ``build_channels`` (the prior with margins drawn from a generator seeded by (seed, sample index)),
 written as ``imagesTr/<case>_<cccc>.nii.gz``; labels copied as uint8. Writes ``dataset.json`` and a
 patient-grouped ``splits_final.json``.
@@ -27,6 +29,7 @@ from hnseg.load.case import load_case
 from hnseg.load.grid import describe_grid, same_grid
 from hnseg.errors import DatasetLayoutError
 from hnseg.preprocess.channels import build_channels, channels_for
+from hnseg.preprocess.orientation import CANONICAL, reorient_case
 from hnseg.preprocess.priors import PriorSpec
 from hnseg.tasks import TaskProfile
 from hnseg.tasks.encoding import StructureEncoding
@@ -114,12 +117,15 @@ def convert(
     encoding, code_to_value = (piece_table(task, samples, encoding_mode, min_piece_fraction)
                                if per_structure else (None, {}))
     for i, s in enumerate(tqdm(samples, desc=f"convert {task.name}", unit="sample")):
-        case = load_case(task, s.inputs)
-        ref_path = case.files[task.reference_socket]
+        stored = load_case(task, s.inputs)
+        ref_path = stored.files[task.reference_socket]
         if per_structure:
-            lab = encode(_structure_codes(s, task, case.reference, ref_path), code_to_value)
+            lab = encode(_structure_codes(s, task, stored.reference, ref_path), code_to_value)
         else:
-            lab = _read_label(s.label, case.reference, ref_path, allowed)
+            lab = _read_label(s.label, stored.reference, ref_path, allowed)
+        # every sample in one orientation (recorded in the weights), as inference will present it
+        case, reorientation = reorient_case(stored, CANONICAL)
+        lab = reorientation.to_canonical(lab)
         rng = np.random.default_rng([seed, i])
         stacked = build_channels(case, channels, prior, rng)
         for c in range(stacked.shape[0]):
@@ -153,7 +159,7 @@ def convert(
     write_json_atomic(
         {"task": task.name, "prior": prior.model_dump() if prior else None,
          "encoding": encoding.model_dump() if encoding else None,
-         "channels": [c.model_dump() for c in channels], "seed": seed,
+         "channels": [c.model_dump() for c in channels], "seed": seed, "orientation": CANONICAL,
          "samples": [json.loads(s.model_dump_json()) for s in samples]},
         folder / "hnseg_conversion.json",
     )

@@ -70,6 +70,7 @@ def export_weights(
     postprocess_prior_overlap: bool = False,
     encoding: StructureEncoding | None = None,
     weights_dtype: str = "float32",
+    orientation: str | None = None,
 ) -> Path:
     """Write ``out_dir`` (replaced atomically: built in a temp folder beside it, then renamed)."""
     import torch
@@ -111,6 +112,7 @@ def export_weights(
             labels=task.label_map,
             encoding=encoding,
             postprocess_prior_overlap=postprocess_prior_overlap,
+            orientation=orientation,
             nnunet=NnunetInfo(configuration=configuration, plans=plans_id, trainer=trainer, folds=folds,
                               dataset_name=dataset_name),
             training={**training, "exported": datetime.now(timezone.utc).isoformat(timespec="seconds")},

@@ -2,7 +2,8 @@
 
 Arrays read by nnU-Net's readers are (z, y, x) with x = the image's first index axis, which is the
 patient's left-right axis for axially stored images with a near-identity direction matrix (the
-usual case for head-and-neck CT/MR; hnseg's conversion does not reorient). The preprocessed volume
+case by construction: hnseg's conversion brings every sample to the canonical LPS orientation,
+hnseg.preprocess.orientation). The preprocessed volume
 axis ``i`` is input axis ``transpose_forward[i]``, so the left-right axis is
 ``transpose_forward.index(2)``. The restricted axes are also stored in the checkpoint
 (``inference_allowed_mirroring_axes``), so test-time augmentation follows.

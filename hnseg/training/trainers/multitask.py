@@ -69,8 +69,8 @@ log and to ``<fold output>/hnseg_surgery_log.json``.
 Mirroring: left-right mirroring would swap lateralised structures (Parotid_L/R, ...). Arrays read
 by nnU-Net's readers are (z, y, x) with x = the image's first index axis, which is the patient's
 left-right axis for axially stored images with a near-identity direction matrix (the usual case
-for head-and-neck CT/MR; hnseg's conversion does not reorient, so a dataset stored with permuted
-axes would need reorienting first -- the trainer cannot see image directions). The preprocessed
+for head-and-neck CT/MR, and the case by construction: hnseg's conversion brings every sample to
+the canonical LPS orientation, hnseg.preprocess.orientation). The preprocessed
 volume axis ``i`` is input axis ``transpose_forward[i]``, so the left-right axis is
 ``transpose_forward.index(2)`` -- the last axis (2) for the usual identity transpose; in 2D
 configurations the patch axes are volume axes 1 and 2 (no restriction needed when the left-right
